@@ -61,7 +61,10 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--size", nargs=2, type=int, action="append", metavar=("H", "W"),
                    help="fixed input size (repeatable; default 256 256)")
-    p.add_argument("--qat-data", help="paired folder for QAT fine-tuning")
+    p.add_argument("--qat-data", action="append", default=[],
+                   help="paired folder for QAT fine-tuning (repeatable: e.g. the training mix)")
+    p.add_argument("--qat-target", choices=("float", "gt"), default="float",
+                   help="QAT loss target: the float model's output (distillation, default) or the GT")
     p.add_argument("--qat-steps", type=int, default=200)
     p.add_argument("--qat-crop", type=int, default=64)
     p.add_argument("--qat-batch", type=int, default=4)
@@ -108,9 +111,13 @@ def _has_key(model, key):
 
 def _data(args, report):
     """Resolves QAT pairs, eval pairs, calibration and parity images (and the hold-out)."""
-    qat_pairs = find_pairs(args.qat_data) if args.qat_data else []
+    qat_pairs = [pair for folder in args.qat_data for pair in find_pairs(folder)]
     eval_pairs = find_pairs(args.eval_dir) if args.eval_dir else []
-    if qat_pairs and eval_pairs and os.path.realpath(args.qat_data) == os.path.realpath(args.eval_dir):
+    same = [f for f in args.qat_data if args.eval_dir and os.path.realpath(f) == os.path.realpath(args.eval_dir)]
+    if same and len(args.qat_data) > 1:
+        raise SystemExit(f"--eval-dir {args.eval_dir} is one of several --qat-data folders: give a separate "
+                         "evaluation folder (scene hold-out works with a single QAT folder only)")
+    if qat_pairs and eval_pairs and same:
         try:
             qat_pairs, eval_pairs = split_by_scene(qat_pairs, val_fraction=0.3, seed=args.seed)
             scenes = sorted({p.scene for p in eval_pairs})
@@ -123,7 +130,7 @@ def _data(args, report):
     if args.calib_dir:
         calib, source = list_images(args.calib_dir), f"{args.calib_dir} (images)"
     elif qat_pairs:
-        calib, source = [p.hazy for p in qat_pairs], f"{args.qat_data} (hazy images of the QAT pairs)"
+        calib, source = [p.hazy for p in qat_pairs], f"{', '.join(args.qat_data)} (hazy images of the QAT pairs)"
     elif eval_pairs:
         calib, source = [p.hazy for p in eval_pairs], f"{args.eval_dir} (hazy images)"
     else:
@@ -138,9 +145,10 @@ def _qat(args, model, pairs, report):
     overrides = {"index_math": "int"} if _has_key(model, "index_math") else {}
     t0 = time.time()
     qat, losses = qat_finetune(model, pairs, args.qat_steps, crop=args.qat_crop, batch_size=args.qat_batch,
-                               lr=args.qat_lr, seed=args.seed, log=log, **overrides)
+                               lr=args.qat_lr, seed=args.seed, log=log, target=args.qat_target, **overrides)
     report["qat"] = {
-        "data": args.qat_data, "pairs": len(pairs), "steps": args.qat_steps, "crop": args.qat_crop,
+        "data": args.qat_data, "target": args.qat_target, "pairs": len(pairs), "steps": args.qat_steps,
+        "crop": args.qat_crop,
         "batch_size": args.qat_batch, "lr": args.qat_lr, "loss_first": losses[0] if losses else None,
         "loss_last10": float(np.mean(losses[-10:])) if losses else None, "losses": losses,
         "seconds": time.time() - t0,

@@ -50,8 +50,9 @@ def _markdown(report):
     qat = report.get("qat")
     if qat:
         lines += ["## QAT fine-tuning", "",
-                  f"{qat['steps']} steps on {qat['pairs']} pairs from `{qat['data']}` "
-                  f"(crop {qat['crop']}, batch {qat['batch_size']}, Adam lr {qat['lr']}, L1); "
+                  f"{qat['steps']} steps on {qat['pairs']} pairs from `{', '.join(qat['data'])}` "
+                  f"(crop {qat['crop']}, batch {qat['batch_size']}, Adam lr {qat['lr']}, "
+                  f"L1 to the {'float model output' if qat.get('target') == 'float' else 'ground truth'}); "
                   f"loss first {_fmt(qat['loss_first'], 4)}, mean of last 10 {_fmt(qat['loss_last10'], 4)}; "
                   f"{_fmt(qat['seconds'], 0)} s.", ""]
     for export in report["exports"]:
