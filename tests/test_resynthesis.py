@@ -46,3 +46,36 @@ def test_prepare_depth_maps_caches_one_map_per_scene_and_dataset_hazes_anew(tmp_
         assert (hazy[dark] >= clear[dark] - 1e-4).mean() > 0.99
     again = [b for _, b in zip(range(3), resynthesized_dataset(depth_pairs, 2, 32, seed=3))]
     np.testing.assert_array_equal(batches[2][0].numpy(), again[2][0].numpy())  # deterministic
+
+
+def test_haze_depth_offset_and_nonuniform_field():
+    from keras_dehaze.backend import tf
+    from keras_dehaze.data.resynthesis import haze_depth, smooth_field
+
+    field = smooth_field(2, 64, 48, tf.constant([1, 2], tf.int64)).numpy()
+    assert field.shape == (2, 64, 48, 1)
+    assert -1.0 <= field.min() and field.max() <= 1.0 and field.std() > 0.1
+    # Smooth: neighbouring pixels differ far less than the field's range.
+    assert np.abs(np.diff(field, axis=1)).max() < 0.2
+    depth = tf.zeros([2, 64, 48, 1])
+    uniform = haze_depth(depth, tf.constant([0.5, 1.0]), field, 0.0).numpy()
+    np.testing.assert_allclose(uniform[0], 0.5)  # zero depth: the offset alone, everywhere
+    np.testing.assert_allclose(uniform[1], 1.0)
+    patchy = haze_depth(depth, tf.constant([0.5, 1.0]), field, 0.7).numpy()
+    np.testing.assert_allclose(patchy, uniform * np.exp(0.7 * field), rtol=1e-6)
+
+
+def test_dense_resynthesis_hazes_near_pixels_too(tmp_path):
+    from keras_dehaze.data.pairing import Pair
+
+    clear = np.random.default_rng(0).uniform(0, 1, (40, 40, 3)).astype(np.float32)
+    write_image(str(tmp_path / "c.png"), clear)
+    write_image(str(tmp_path / "d.png"), np.zeros((40, 40), np.float32), bit_depth=16)  # all "near"
+    pairs = [Pair(hazy=str(tmp_path / "d.png"), clear=str(tmp_path / "c.png"), scene="c")]
+    plain = next(iter(resynthesized_dataset(pairs, 1, 32, beta=(2.0, 2.0))))
+    dense = next(iter(resynthesized_dataset(pairs, 1, 32, beta=(2.0, 2.0), depth_offset=(1.0, 1.0),
+                                            airlight=(0.9, 0.9), airlight_jitter=0.0)))
+    np.testing.assert_allclose(plain[0].numpy(), plain[1].numpy(), atol=1e-6)  # depth 0: t = 1, no haze
+    hazy, clean = dense[0].numpy(), dense[1].numpy()
+    t = np.exp(-2.0)
+    np.testing.assert_allclose(hazy, clean * t + 0.9 * (1 - t), atol=1e-5)  # t = exp(-beta * offset)

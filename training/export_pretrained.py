@@ -44,7 +44,7 @@ def main(argv=None):
     record = {
         "trained_on": config["data"]["train"],
         "validation_scenes_held_out": config["data"]["val_scenes"],
-        "resynthesis": {k: config["data"][k] for k in ("synthetic_fraction", "synthetic_airlight", "synthetic_beta")},
+        "resynthesis": {k: config["data"][k] for k in config["data"] if k.startswith("synthetic_")},
         "trainer": config["trainer"],
         "optimizer": config["optim"],
         "crop_size": config["data"]["crop_size"],

@@ -71,12 +71,32 @@ def prepare_depth_maps(pairs, cache_dir):
     return result
 
 
+def smooth_field(batch, height, width, seed, grid=4):
+    """Smooth random fields in [-1, 1], [B, H, W, 1]: a grid x grid uniform noise, upsampled bicubically."""
+    from keras_dehaze.backend import tf
+
+    coarse = tf.random.stateless_uniform([batch, grid, grid, 1], seed, -1.0, 1.0)
+    return tf.clip_by_value(tf.image.resize(coarse, [height, width], method="bicubic"), -1.0, 1.0)
+
+
+def haze_depth(depth, offset, field, nonuniform):
+    """Depth the haze acts on: ``(offset + d) * exp(nonuniform * field)``.
+
+    The offset ([B]) hazes near objects too (dense haze: no pixel is clear); the field makes the
+    density vary in soft patches (non-homogeneous haze), i.e. a spatially varying beta.
+    """
+    from keras_dehaze.backend import tf
+
+    return (tf.reshape(offset, [-1, 1, 1, 1]) + depth) * tf.exp(nonuniform * field)
+
+
 def resynthesized_dataset(depth_pairs, batch_size, crop_size, seed=0, airlight=(0.7, 1.0), beta=(0.3, 2.5),
-                          airlight_jitter=0.025, cache=True):
+                          airlight_jitter=0.025, depth_offset=(0.0, 0.0), nonuniform=0.0, cache=True):
     """Endless (hazy, clear) batches synthesised with the ASM from cached depth maps.
 
     A ~ U(airlight) per image plus a per-channel jitter of +-``airlight_jitter`` (slightly
-    coloured haze), beta ~ U(beta) per image on depth normalised to [0, 1].
+    coloured haze), beta ~ U(beta) per image on depth normalised to [0, 1], applied to the
+    `haze_depth` with offset ~ U(depth_offset) and non-uniform strength ``nonuniform``.
     """
     from keras_dehaze.backend import tf
     from keras_dehaze.data.pipeline import paired_dataset
@@ -87,14 +107,21 @@ def resynthesized_dataset(depth_pairs, batch_size, crop_size, seed=0, airlight=(
 
     def synthesize(index, batch):
         depth, clear = batch
-        n = tf.shape(clear)[0]
+        shape = tf.shape(clear)
+        n = shape[0]
         s = tf.stack([tf.cast(seed, tf.int64), index])
-        a = tf.random.stateless_uniform([n, 1], tf.random.experimental.stateless_fold_in(s, 0),
-                                        airlight[0], airlight[1])
-        a = a + tf.random.stateless_uniform([n, 3], tf.random.experimental.stateless_fold_in(s, 1),
-                                            -airlight_jitter, airlight_jitter)
-        b = tf.random.stateless_uniform([n], tf.random.experimental.stateless_fold_in(s, 2), beta[0], beta[1])
-        hazy = synthesize_haze(clear, depth[..., :1], tf.clip_by_value(a, 0.0, 1.0), b)
+
+        def key(i):
+            return tf.random.experimental.stateless_fold_in(s, i)
+
+        a = tf.random.stateless_uniform([n, 1], key(0), airlight[0], airlight[1])
+        a = a + tf.random.stateless_uniform([n, 3], key(1), -airlight_jitter, airlight_jitter)
+        b = tf.random.stateless_uniform([n], key(2), beta[0], beta[1])
+        d = depth[..., :1]
+        if depth_offset[1] > 0 or nonuniform > 0:
+            offset = tf.random.stateless_uniform([n], key(3), depth_offset[0], depth_offset[1])
+            d = haze_depth(d, offset, smooth_field(n, shape[1], shape[2], key(4)), nonuniform)
+        hazy = synthesize_haze(clear, d, tf.clip_by_value(a, 0.0, 1.0), b)
         return tf.clip_by_value(hazy, 0.0, 1.0), clear
 
     return ds.enumerate().map(synthesize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
