@@ -38,6 +38,12 @@ class DataConfig:
     synthetic_fraction: float = 0.0
     synthetic_airlight: tuple = (0.7, 1.0)
     synthetic_beta: tuple = (0.3, 2.5)  # on depth normalised to [0, 1]
+    synthetic_airlight_jitter: float = 0.025  # per-channel +-: coloured (e.g. bluish) airlight
+    # Dense and non-homogeneous haze (real Dense-Haze / NH-HAZE look like this): the haze depth
+    # is (offset + d) * exp(nonuniform * n), offset ~ U(synthetic_depth_offset) per image and n a
+    # smooth random field in [-1, 1], so near objects are hazed too and the density varies in patches.
+    synthetic_depth_offset: tuple = (0.0, 0.0)
+    synthetic_nonuniform: float = 0.0
     depth_cache: str = ""  # default: <run.out_dir>/depth_cache
 
 
@@ -124,6 +130,20 @@ class ColabatorConfig:
 
 
 @dataclass(frozen=True)
+class CORUNConfig:
+    """CORUN pretraining on clean images hazed on the fly (trainer.name: corun_pretrain); SPEC 2.3."""
+
+    clean: tuple = ()  # folder(s) of clean images with <stem>_depth.png (training/prepare_clean_depth.py)
+    # data.train pairs (if any) add their clear images, with depth recovered from the pair
+    # (validation scenes excluded); their hazy images are not used.
+    asm_weight: float = 0.01  # L1(J T + 1 - T, P), T = T^_K of the last stage (reference 0.01)
+    contrastive_weight: float = 0.2  # contrastive-perceptual term (reference 0.2); 0: off, no VGG needed
+    features: str = "hed_vgg16"  # "vgg19" (reference, ImageNet) or "hed_vgg16" (offline)
+    feature_weights: str = ""  # vgg19: "" or "imagenet" (download) or a local .h5 file
+    degrade: bool = True  # reference gamma / noise / JPEG degradations of the hazy input
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -132,6 +152,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     rehazy: RehazyConfig = field(default_factory=RehazyConfig)
     colabator: ColabatorConfig = field(default_factory=ColabatorConfig)
+    corun: CORUNConfig = field(default_factory=CORUNConfig)
 
 
 def load_config(path=None, overrides=(), schema=Config):
@@ -188,7 +209,7 @@ def _coerce(kind, value, key):
     if kind is tuple and isinstance(value, (list, tuple)):
         return tuple(str(v) if not isinstance(v, (int, float)) else v for v in value)
     if kind is tuple and isinstance(value, (str, int)):
-        return (value,)
+        return (value,) if value != "" else ()  # `key: ""` means none, not one empty path
     if kind is dict and value is None:
         return {}
     if kind is str and value is None:

@@ -30,6 +30,15 @@ def no_reference_scorers():
     }
 
 
+def unique_names(dehazers, specs):
+    """Distinct table rows for models whose file names clash (runs/a/best.keras, runs/b/best.keras):
+    such models are named by their path instead."""
+    names = [d.name for d in dehazers]
+    for dehazer, spec in zip(dehazers, specs):
+        if names.count(dehazer.name) > 1:
+            dehazer.name = os.path.normpath(spec)
+
+
 def run_evaluation(args):
     specs = list(BASELINES) + [m for m in (args.model or ["aecrnet"]) if m not in BASELINES]
     dehazers = []
@@ -39,6 +48,7 @@ def run_evaluation(args):
         except (ModelLoadError, FileNotFoundError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+    unique_names(dehazers, specs)
     os.makedirs(args.output, exist_ok=True)
     sections, failures = [], 0
     for folder in args.datasets:

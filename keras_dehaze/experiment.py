@@ -185,10 +185,15 @@ def _run(config, strategy, out, write_dir):
     return summary
 
 
+# Trainers fed with clean images + depth instead of pairs -> the config section with their
+# `clean` folders (and `hazy` folders, if the trainer uses real hazy images).
+CLEAN_DEPTH_SECTIONS = {"rehazy": "rehazy", "corun_pretrain": "corun"}
+
+
 def load_training_data(config, strategy):
     """(endless training dataset, validation dataset or None, steps per epoch) for the trainer."""
-    if config.trainer.name == "rehazy":
-        return _load_unpaired_data(config)
+    if config.trainer.name in CLEAN_DEPTH_SECTIONS:
+        return _load_unpaired_data(config, CLEAN_DEPTH_SECTIONS[config.trainer.name])
     train_pairs, val_pairs = load_pairs(config.data, config.run.seed)
     global_batch = config.data.batch_size
     log(f"{len(train_pairs)} training pairs, {len(val_pairs)} validation pairs; "
@@ -206,9 +211,10 @@ def load_training_data(config, strategy):
     return train_ds, val_ds, steps
 
 
-def _load_unpaired_data(config):
-    """Rehazy data: clean images + depth (rehazy.clean folders, and the clear images of data.train
-    pairs with depth recovered from the pairs, validation scenes excluded) and real hazy images."""
+def _load_unpaired_data(config, section="rehazy"):
+    """Rehazy / CORUN data: clean images + depth (<section>.clean folders, and the clear images of
+    data.train pairs with depth recovered from the pairs, validation scenes excluded) and real hazy
+    images (<section>.hazy, if the section has it)."""
     from keras_dehaze.data.resynthesis import prepare_depth_maps
     from keras_dehaze.data.unpaired import find_clean_depth, list_hazy, unpaired_dataset
 
@@ -217,20 +223,23 @@ def _load_unpaired_data(config):
         train_pairs, val_pairs = load_pairs(d, config.run.seed)
     else:
         train_pairs, val_pairs = [], (find_pairs(d.val, d.layout) if d.val else [])
-    clean = [p for folder in config.rehazy.clean if folder for p in find_clean_depth(folder)]
+    sec = getattr(config, section)
+    clean = [p for folder in sec.clean if folder for p in find_clean_depth(folder)]
     if train_pairs:
         cache = d.depth_cache or os.path.join(config.run.out_dir, "depth_cache")
         clean += prepare_depth_maps(train_pairs, cache)
     if not clean:
-        raise ConfigError("rehazy needs clean images with depth: set rehazy.clean (folders with <stem>_depth.png) "
-                          "and/or data.train (paired folders: clear images, depth recovered from the pairs)")
+        raise ConfigError(f"{config.trainer.name} needs clean images with depth: set {section}.clean (folders "
+                          "with <stem>_depth.png) and/or data.train (paired folders: clear images, depth "
+                          "recovered from the pairs)")
     val_scenes = {p.scene for p in val_pairs}
     leaked = sorted({p.scene for p in clean} & val_scenes) if not d.val else []
     if leaked:
         raise ConfigError(f"validation scene(s) {leaked} are also clean training images")
-    hazy = list_hazy([f for f in config.rehazy.hazy if f])
-    log(f"rehazy data: {len(clean)} clean images with depth, {len(hazy)} real hazy images"
-        + ("" if hazy else " (no hazy folder: clean branch only)") + f", {len(val_pairs)} validation pairs")
+    hazy = list_hazy([f for f in getattr(sec, "hazy", ()) if f])
+    log(f"{section} data: {len(clean)} clean images with depth, {len(hazy)} real hazy images"
+        + ("" if hazy or not hasattr(sec, "hazy") else " (no hazy folder: clean branch only)")
+        + f", {len(val_pairs)} validation pairs")
     steps = config.optim.steps_per_epoch or math.ceil(len(clean) / d.batch_size)
     train_ds = unpaired_dataset(clean, hazy, d.batch_size, crop_size=d.crop_size or None, augment=d.augment,
                                 seed=config.run.seed, cache=d.cache)
@@ -246,10 +255,14 @@ def _mix_with_resynthesis(train_ds, train_pairs, config):
     cache = d.depth_cache or os.path.join(config.run.out_dir, "depth_cache")
     depth_pairs = prepare_depth_maps(train_pairs, cache)
     log(f"re-synthesis: {len(depth_pairs)} scene depth maps in {cache}; {d.synthetic_fraction:.0%} of batches "
-        f"hazed anew with A ~ U{tuple(d.synthetic_airlight)}, beta ~ U{tuple(d.synthetic_beta)}")
+        f"hazed anew with A ~ U{tuple(d.synthetic_airlight)} +- {d.synthetic_airlight_jitter} per channel, "
+        f"beta ~ U{tuple(d.synthetic_beta)}, depth offset ~ U{tuple(d.synthetic_depth_offset)}, "
+        f"non-uniform strength {d.synthetic_nonuniform}")
     synthetic = resynthesized_dataset(
         depth_pairs, d.batch_size, d.crop_size, seed=config.run.seed,
         airlight=tuple(d.synthetic_airlight), beta=tuple(d.synthetic_beta),
+        airlight_jitter=d.synthetic_airlight_jitter, depth_offset=tuple(d.synthetic_depth_offset),
+        nonuniform=d.synthetic_nonuniform,
     )
     f = d.synthetic_fraction
     return tf.data.Dataset.sample_from_datasets([train_ds, synthetic], weights=[1 - f, f], seed=config.run.seed)

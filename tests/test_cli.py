@@ -118,3 +118,21 @@ def test_eval_without_ground_truth_gives_no_reference_scores(tmp_path):
     assert "no GT" in report and "haze density" in report and "BRISQUE" in report
     rows = (tmp_path / "res" / "real.csv").read_text().splitlines()
     assert rows[0].startswith("image,model,seconds,haze_density,quality") and len(rows) == 1 + 2 * 2
+
+
+def test_eval_keeps_models_with_the_same_file_name_apart(tmp_path, tiny_keras):
+    for i in range(2):
+        clear = _hazy_image(tmp_path / "data" / "hazy" / f"{i}.png", seed=i)
+        write_image(str(tmp_path / "data" / "GT" / f"{i}.png"), clear)
+    copies = []
+    for run in ("a", "b"):
+        os.makedirs(tmp_path / run)
+        copies.append(str(tmp_path / run / "best.keras"))
+        with open(tiny_keras, "rb") as src, open(copies[-1], "wb") as dst:
+            dst.write(src.read())
+    assert main(["eval", str(tmp_path / "data"), "--model", copies[0], "--model", copies[1],
+                 "-o", str(tmp_path / "res")]) == 0
+    rows = (tmp_path / "res" / "data.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 4  # identity, dcp and two separate rows per image, not one merged model
+    models = {row.split(",")[1] for row in rows[1:]}
+    assert {os.path.normpath(copies[0]), os.path.normpath(copies[1])} <= models

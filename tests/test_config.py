@@ -47,3 +47,11 @@ def test_missing_file_and_bad_override():
         load_config("nope.yaml")
     with pytest.raises(ConfigError, match="section.key=value"):
         load_config(None, ["optim.lr"])
+
+
+def test_empty_string_for_a_list_key_means_none(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text('data:\n  train: ""\nrehazy:\n  hazy: "photos"\n')
+    cfg = load_config(str(path))
+    assert cfg.data.train == () and cfg.rehazy.hazy == ("photos",)
+    assert load_config(str(path), ["data.train=a"]).data.train == ("a",)

@@ -12,10 +12,11 @@ not estimated on the fly: a haze prior cannot see depth in a clean image).
 and cropped independently with its own seed, both repeated forever.
 """
 
+import glob
 import os
 
 from keras_dehaze.data.image_io import IMAGE_EXTENSIONS, read_image
-from keras_dehaze.data.pairing import DatasetError, Pair, _listing, list_images
+from keras_dehaze.data.pairing import DatasetError, Pair, _is_image, _listing, list_images, natural_key
 
 DEPTH_SUFFIX = "_depth"
 
@@ -97,11 +98,33 @@ def unpaired_dataset(clean_depth, hazy_paths, batch_size, crop_size=None, augmen
 
 
 def list_hazy(folders):
-    """Real hazy image paths of one or more folders (RTTS ``JPEGImages/`` handled)."""
+    """Real hazy image paths of one or more folders (RTTS ``JPEGImages/`` handled).
+
+    An entry may also be a single image file or a glob pattern of image files, e.g.
+    ``sots-indoor/hazy/140[5-8]_*.png`` (some scenes of a paired set as unpaired hazy images).
+    A path listed twice is kept once.
+
+    Raises:
+        DatasetError: a folder without images, a missing path, a file that is not an image, or a
+            pattern that matches no image.
+    """
     paths = []
-    for folder in folders:
-        paths += list_images(folder)
-    return paths
+    for entry in folders:
+        entry = os.fspath(entry)
+        if os.path.isdir(entry):
+            paths += list_images(entry)
+        elif os.path.isfile(entry):
+            if not _is_image(os.path.dirname(entry) or ".", os.path.basename(entry)):
+                raise DatasetError(f"hazy image {entry} is not an image file ({', '.join(IMAGE_EXTENSIONS)}).")
+            paths.append(entry)
+        elif glob.has_magic(entry):
+            matches = [p for p in glob.glob(entry) if _is_image(os.path.dirname(p) or ".", os.path.basename(p))]
+            if not matches:
+                raise DatasetError(f"hazy pattern {entry} matches no image file ({', '.join(IMAGE_EXTENSIONS)}).")
+            paths += sorted(matches, key=natural_key)
+        else:
+            paths += list_images(entry)  # raises "does not exist"
+    return list(dict.fromkeys(paths))
 
 
 __all__ = ["DEPTH_SUFFIX", "find_clean_depth", "list_hazy", "unpaired_dataset"]

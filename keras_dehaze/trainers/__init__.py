@@ -1,6 +1,7 @@
 """Training strategies as ``keras.Model`` subclasses with custom ``train_step``s."""
 
 from keras_dehaze.trainers.colabator import ColabatorTrainer
+from keras_dehaze.trainers.corun_pretrain import CORUNPretrainTrainer
 from keras_dehaze.trainers.paired import PairedTrainer
 from keras_dehaze.trainers.rehazy import RehazyTrainer
 
@@ -8,6 +9,7 @@ TRAINERS = {
     "contrastive": PairedTrainer,  # L1 + beta * CR (cr_weight 0 gives plain L1)
     "rehazy": RehazyTrainer,  # unpaired dual-branch clean + hazy/rehazy (config section `rehazy`)
     "colabator": ColabatorTrainer,  # mean-teacher fine-tuning on real hazy images (config section `colabator`)
+    "corun_pretrain": CORUNPretrainTrainer,  # CORUN on clean + depth hazed on the fly (config section `corun`)
 }
 
-__all__ = ["ColabatorTrainer", "PairedTrainer", "RehazyTrainer", "TRAINERS"]
+__all__ = ["CORUNPretrainTrainer", "ColabatorTrainer", "PairedTrainer", "RehazyTrainer", "TRAINERS"]
