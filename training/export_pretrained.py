@@ -33,6 +33,8 @@ def main(argv=None):
     parser.add_argument("--name", default=pretrained.DEFAULT)
     parser.add_argument("--checkpoint", default="best.keras", help="file in run_dir to ship")
     parser.add_argument("--tflite", help="an int8 .tflite of the same weights to ship beside them")
+    parser.add_argument("--config", default="training/configs/aecrnet_default.yaml",
+                        help="the committed config(s) that reproduce the run, recorded as given")
     parser.add_argument("--note", default="", help="free text kept in the record (e.g. a schedule change)")
     args = parser.parse_args(argv)
 
@@ -54,12 +56,12 @@ def main(argv=None):
         "hardware": "2-core x86_64 CPU (shared with other jobs)",
         "validation": {
             "hazy_input": summary.get("identity"),
-            "untrained": summary.get("before"),
+            "before_this_run": summary.get("before"),  # untrained, or the checkpoint a fine-tune started from
             "shipped_checkpoint": {"epoch": best["epoch"], "val_psnr": best["value"],
                                    "val_ssim": float(log[best["epoch"] - 1]["val_ssim"])},
             "metric_convention": "PSNR/SSIM on RGB in [0,1], whole image, no border crop",
         },
-        "config": "training/configs/aecrnet_default.yaml",
+        "config": args.config,
         "note": args.note,
     }
     meta = pretrained.export_pretrained(model, args.name, config["model"]["name"], config["model"]["args"], record)
