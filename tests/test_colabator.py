@@ -230,6 +230,7 @@ def test_pool_keeps_only_an_lru_of_labels_in_memory(tmp_path):
 
 # ------------------------------------------------------------------------------ training
 def test_train_step_reduces_the_loss_on_a_toy_problem():
+    keras.utils.set_random_seed(0)  # unseeded init made the 30% drop depend on which tests ran before
     hazy, clear = _toy(n=2, size=32)
     real_hazy, real_clear = _toy(n=2, size=32, seed=1)
     trainer = ColabatorTrainer(AECRNet(filters=4, global_residual=True), None, ema_rate=0.99)
