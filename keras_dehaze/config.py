@@ -44,6 +44,10 @@ class DataConfig:
     # smooth random field in [-1, 1], so near objects are hazed too and the density varies in patches.
     synthetic_depth_offset: tuple = (0.0, 0.0)
     synthetic_nonuniform: float = 0.0
+    # The depth range is scaled by U(synthetic_depth_scale) per image before the offset: below 1
+    # the haze is nearly uniform over the scene (Dense-Haze: a haze machine in a few metres).
+    synthetic_depth_scale: tuple = (1.0, 1.0)
+    synthetic_noise: float = 0.0  # Gaussian sensor noise, std ~ U(0, this) per hazed image
     depth_cache: str = ""  # default: <run.out_dir>/depth_cache
 
 

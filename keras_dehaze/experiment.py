@@ -257,12 +257,13 @@ def _mix_with_resynthesis(train_ds, train_pairs, config):
     log(f"re-synthesis: {len(depth_pairs)} scene depth maps in {cache}; {d.synthetic_fraction:.0%} of batches "
         f"hazed anew with A ~ U{tuple(d.synthetic_airlight)} +- {d.synthetic_airlight_jitter} per channel, "
         f"beta ~ U{tuple(d.synthetic_beta)}, depth offset ~ U{tuple(d.synthetic_depth_offset)}, "
-        f"non-uniform strength {d.synthetic_nonuniform}")
+        f"non-uniform strength {d.synthetic_nonuniform}, depth scale ~ U{tuple(d.synthetic_depth_scale)}, "
+        f"noise std ~ U(0, {d.synthetic_noise})")
     synthetic = resynthesized_dataset(
         depth_pairs, d.batch_size, d.crop_size, seed=config.run.seed,
         airlight=tuple(d.synthetic_airlight), beta=tuple(d.synthetic_beta),
         airlight_jitter=d.synthetic_airlight_jitter, depth_offset=tuple(d.synthetic_depth_offset),
-        nonuniform=d.synthetic_nonuniform,
+        nonuniform=d.synthetic_nonuniform, depth_scale=tuple(d.synthetic_depth_scale), noise=d.synthetic_noise,
     )
     f = d.synthetic_fraction
     return tf.data.Dataset.sample_from_datasets([train_ds, synthetic], weights=[1 - f, f], seed=config.run.seed)

@@ -79,3 +79,47 @@ def test_dense_resynthesis_hazes_near_pixels_too(tmp_path):
     hazy, clean = dense[0].numpy(), dense[1].numpy()
     t = np.exp(-2.0)
     np.testing.assert_allclose(hazy, clean * t + 0.9 * (1 - t), atol=1e-5)  # t = exp(-beta * offset)
+
+
+def test_haze_depth_scale_flattens_the_depth_range():
+    from keras_dehaze.backend import tf
+    from keras_dehaze.data.resynthesis import haze_depth
+
+    depth = tf.reshape(tf.linspace(0.0, 1.0, 2 * 8 * 8), [2, 8, 8, 1])
+    field = tf.zeros([2, 8, 8, 1])
+    out = haze_depth(depth, tf.constant([0.3, 0.3]), field, 0.0, tf.constant([0.0, 0.5])).numpy()
+    np.testing.assert_allclose(out[0], 0.3)  # scale 0: uniform haze, the offset alone
+    np.testing.assert_allclose(out[1], 0.3 + 0.5 * depth.numpy()[1], rtol=1e-6)
+
+
+def _depth_pair(tmp_path, clear, depth):
+    from keras_dehaze.data.pairing import Pair
+
+    write_image(str(tmp_path / "c.png"), clear)
+    write_image(str(tmp_path / "d.png"), depth, bit_depth=16)
+    return [Pair(hazy=str(tmp_path / "d.png"), clear=str(tmp_path / "c.png"), scene="c")]
+
+
+def test_uniform_resynthesis_matches_the_closed_form(tmp_path):
+    rng = np.random.default_rng(1)
+    clear = rng.uniform(0, 1, (40, 40, 3)).astype(np.float32)
+    ramp = np.tile(np.linspace(0, 1, 40, dtype=np.float32), (40, 1))  # far right, near left
+    pairs = _depth_pair(tmp_path, clear, ramp)
+    hazy, clean = (x.numpy() for x in next(iter(resynthesized_dataset(
+        pairs, 1, 32, beta=(1.5, 1.5), depth_offset=(0.8, 0.8), depth_scale=(0.0, 0.0),
+        airlight=(0.85, 0.85), airlight_jitter=0.0))))
+    t = np.exp(-1.5 * 0.8)  # the depth ramp is gone: one t everywhere
+    np.testing.assert_allclose(hazy, clean * t + 0.85 * (1 - t), atol=1e-5)
+
+
+def test_resynthesis_noise_is_zero_mean_and_bounded(tmp_path):
+    clear = np.full((40, 40, 3), 0.5, np.float32)
+    pairs = _depth_pair(tmp_path, clear, np.zeros((40, 40), np.float32))  # depth 0: hazy = clear
+    quiet = next(iter(resynthesized_dataset(pairs, 4, 32, seed=2)))
+    noisy = next(iter(resynthesized_dataset(pairs, 4, 32, seed=2, noise=0.05)))
+    np.testing.assert_allclose(quiet[0].numpy(), quiet[1].numpy(), atol=1e-6)
+    residual = noisy[0].numpy() - noisy[1].numpy()
+    per_image_std = residual.std(axis=(1, 2, 3))
+    assert abs(residual.mean()) < 0.005
+    assert per_image_std.max() < 0.05 * 1.1 and per_image_std.max() > 0.005
+    assert len(set(np.round(per_image_std, 4))) > 1  # std drawn per image

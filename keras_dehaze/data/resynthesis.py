@@ -79,24 +79,31 @@ def smooth_field(batch, height, width, seed, grid=4):
     return tf.clip_by_value(tf.image.resize(coarse, [height, width], method="bicubic"), -1.0, 1.0)
 
 
-def haze_depth(depth, offset, field, nonuniform):
-    """Depth the haze acts on: ``(offset + d) * exp(nonuniform * field)``.
+def haze_depth(depth, offset, field, nonuniform, scale=1.0):
+    """Depth the haze acts on: ``(offset + scale * d) * exp(nonuniform * field)``.
 
-    The offset ([B]) hazes near objects too (dense haze: no pixel is clear); the field makes the
-    density vary in soft patches (non-homogeneous haze), i.e. a spatially varying beta.
+    The offset ([B]) hazes near objects too (dense haze: no pixel is clear); a scale ([B]) below 1
+    flattens the scene's depth range, so the haze is nearly uniform (a haze machine filling a few
+    metres, as in Dense-Haze); the field makes the density vary in soft patches (non-homogeneous
+    haze), i.e. a spatially varying beta.
     """
     from keras_dehaze.backend import tf
 
-    return (tf.reshape(offset, [-1, 1, 1, 1]) + depth) * tf.exp(nonuniform * field)
+    scale = tf.reshape(tf.cast(scale, depth.dtype), [-1, 1, 1, 1])
+    return (tf.reshape(offset, [-1, 1, 1, 1]) + scale * depth) * tf.exp(nonuniform * field)
 
 
 def resynthesized_dataset(depth_pairs, batch_size, crop_size, seed=0, airlight=(0.7, 1.0), beta=(0.3, 2.5),
-                          airlight_jitter=0.025, depth_offset=(0.0, 0.0), nonuniform=0.0, cache=True):
+                          airlight_jitter=0.025, depth_offset=(0.0, 0.0), nonuniform=0.0, depth_scale=(1.0, 1.0),
+                          noise=0.0, cache=True):
     """Endless (hazy, clear) batches synthesised with the ASM from cached depth maps.
 
     A ~ U(airlight) per image plus a per-channel jitter of +-``airlight_jitter`` (slightly
     coloured haze), beta ~ U(beta) per image on depth normalised to [0, 1], applied to the
-    `haze_depth` with offset ~ U(depth_offset) and non-uniform strength ``nonuniform``.
+    `haze_depth` with offset ~ U(depth_offset), scale ~ U(depth_scale) and non-uniform strength
+    ``nonuniform``. ``noise`` > 0 adds Gaussian sensor noise of std ~ U(0, noise) per image after
+    hazing: real dense-haze photos are noisy, and a net that stretches contrast 3x must not
+    stretch the noise with it.
     """
     from keras_dehaze.backend import tf
     from keras_dehaze.data.pipeline import paired_dataset
@@ -118,10 +125,14 @@ def resynthesized_dataset(depth_pairs, batch_size, crop_size, seed=0, airlight=(
         a = a + tf.random.stateless_uniform([n, 3], key(1), -airlight_jitter, airlight_jitter)
         b = tf.random.stateless_uniform([n], key(2), beta[0], beta[1])
         d = depth[..., :1]
-        if depth_offset[1] > 0 or nonuniform > 0:
+        if depth_offset[1] > 0 or nonuniform > 0 or tuple(depth_scale) != (1.0, 1.0):
             offset = tf.random.stateless_uniform([n], key(3), depth_offset[0], depth_offset[1])
-            d = haze_depth(d, offset, smooth_field(n, shape[1], shape[2], key(4)), nonuniform)
+            scale = tf.random.stateless_uniform([n], key(5), depth_scale[0], depth_scale[1])
+            d = haze_depth(d, offset, smooth_field(n, shape[1], shape[2], key(4)), nonuniform, scale)
         hazy = synthesize_haze(clear, d, tf.clip_by_value(a, 0.0, 1.0), b)
+        if noise > 0:
+            sigma = tf.random.stateless_uniform([n, 1, 1, 1], key(6), 0.0, noise)
+            hazy = hazy + sigma * tf.random.stateless_normal(tf.shape(hazy), key(7))
         return tf.clip_by_value(hazy, 0.0, 1.0), clear
 
     return ds.enumerate().map(synthesize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
