@@ -46,6 +46,8 @@ import subprocess
 import sys
 import time
 
+from keras_dehaze.edge_runner import parse_size  # TF-free, so RSS figures stay honest
+
 SCHEMA_VERSION = 1
 
 
@@ -250,16 +252,6 @@ def _run_worker(cfg, timeout):
             "error": f"worker exited with code {proc.returncode}: " + " | ".join(tail)}
 
 
-def _parse_size(text):
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 256x256), got {text!r}") from None
-    if h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return [h, w]
-
-
 def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
@@ -291,7 +283,7 @@ def main(argv=None):
         return _worker_main(argv[1])
     p = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="*", metavar="MODEL", help=".tflite files")
-    p.add_argument("--sizes", nargs="+", type=_parse_size, default=None, metavar="HxW",
+    p.add_argument("--sizes", nargs="+", type=parse_size, default=None, metavar="HxW",
                    help="input sizes (default: each model's own size)")
     ncpu = os.cpu_count() or 1
     p.add_argument("--threads", nargs="+", type=int, default=sorted({1, ncpu}),

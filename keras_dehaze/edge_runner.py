@@ -557,13 +557,13 @@ def output_paths(files, outdir):
 
 # --------------------------------------------------------------------------- CLI
 
-def _parse_size(text):
+def parse_size(text):
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected HxW (e.g. 256x256), got {text!r}") from None
     if h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f"tile size must be positive, got {text!r}")
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
     return h, w
 
 
@@ -582,7 +582,7 @@ def build_parser():
     p.add_argument("--tile-overlap", type=int, default=None,
                    help="minimum overlap in pixels between tiles for images larger than the "
                         "model input (default 32; a quarter of the tile for tiles < 128)")
-    p.add_argument("--tile", type=_parse_size, default=None, metavar="HxW",
+    p.add_argument("--tile", type=parse_size, default=None, metavar="HxW",
                    help="tile size for models with a dynamic input size (default: whole image)")
     p.add_argument("--multiple", type=int, default=4,
                    help="the network's down-sampling factor: dynamic-size models are padded to "
