@@ -42,9 +42,16 @@ CORUN_HAZE = dict(
 )
 
 
-def corun_depth(disparity):
-    """The ASM depth of CORUN's law, ``2 (1 - d_norm)``, d_norm = per-image min-max of the map."""
+def corun_depth(disparity, normalize=True):
+    """The ASM depth of CORUN's law, ``2 (1 - d_norm)``, d_norm = per-image min-max of the map.
+
+    normalize=False takes the maps as already normalised to [0, 1]. The reference normalises
+    each whole image before cropping; min-max over a crop instead would give every crop a
+    haze-free nearest point, so crops of distant scenery would never be densely hazed.
+    """
     d = _float(disparity)
+    if not normalize:
+        return 2.0 * (1.0 - d)
     lo = tf.reduce_min(d, axis=[1, 2, 3], keepdims=True)
     hi = tf.reduce_max(d, axis=[1, 2, 3], keepdims=True)
     return 2.0 * (1.0 - (d - lo) / tf.maximum(hi - lo, 1e-12))
@@ -67,18 +74,20 @@ def sample_corun_haze_params(batch_size, beta_range=CORUN_HAZE["beta"], airlight
     return airlight[:, None] + jitter, beta
 
 
-def synthesize_corun_haze(clear, disparity, airlight, beta):
+def synthesize_corun_haze(clear, disparity, airlight, beta, normalize=True):
     """Hazes clean images with CORUN's law; returns (hazy [B,H,W,C], transmission [B,H,W,1])."""
-    depth = corun_depth(disparity)
+    depth = corun_depth(disparity, normalize)
     return synthesize_haze(clear, depth, airlight, beta), transmission(depth, beta)
 
 
-def random_corun_haze(clear, disparity, seed=None, degrade=True, clip=True, **ranges):
+def random_corun_haze(clear, disparity, seed=None, degrade=True, clip=True, normalize=True, **ranges):
     """The reference's full online synthesis for a batch: degradations + haze + JPEG.
 
     Args:
         clear: clean images [B, H, W, 3] in [0, 1] (the ground truth; returned unchanged).
         disparity: nearness maps [B, H, W, 1] (any scale; normalised per image).
+        normalize: min-max normalise each map here; False for crops of maps normalised over the
+            whole image beforehand (what the reference does, see `corun_depth`).
         seed: None (global RNG) or a stateless seed (int or [2] ints): same seed, same output.
         degrade: apply the gamma / noise / JPEG degradations (reference: True).
         clip: clip the hazy image to [0, 1]. The reference does not (A + jitter can exceed 1
@@ -101,7 +110,7 @@ def random_corun_haze(clear, disparity, seed=None, degrade=True, clip=True, **ra
     if degrade:
         lq = _random_gamma(lq, cfg["gamma"], cfg["gamma_p"], s[1], s[2])
         lq = _random_noise(lq, cfg["noise_level"], cfg["noise_p"], s[3], s[4])
-    hazy, t = synthesize_corun_haze(lq, disparity, airlight, beta)
+    hazy, t = synthesize_corun_haze(lq, disparity, airlight, beta, normalize)
     if degrade:
         hazy = _random_jpeg(hazy, cfg["jpeg_quality"], cfg["jpeg_p"], s[5], s[6])
     if clip:

@@ -7,8 +7,10 @@ Each step (reference ``CORUN_Pretrain_with_Transmission`` on ``HazeOnlineDataset
     J_K, T^_K = CORUN(P)
     L = L1(J_K, J) + asm_weight L1(J_K T^_K + 1 - T^_K, P) + contrastive_weight CR(J_K, J, P)
 
-Our cached depth maps are depth in [0, 1] (larger = farther); CORUN's synthesis takes nearness
-maps (1 = nearest), so the trainer passes ``1 - depth``.
+Our cached depth maps are depth in [0, 1] (larger = farther), normalised over the whole image
+(d / 99th percentile) before the pipeline crops them, as the reference normalises before its
+crop; CORUN's synthesis takes nearness maps (1 = nearest), so the trainer passes ``1 - depth``
+and does not re-normalise each crop (t = exp(-2 beta depth)).
 
 The checkpointed network stays the plain single-output CORUN (a drop-in dehazer for inference,
 evaluation and a later Colabator fine-tune). The transmission T^_K is read from a second
@@ -164,7 +166,8 @@ class CORUNPretrainTrainer(PairedTrainer):
 
     def synthesize(self, clean, depth, seed=None):
         """The reference online haze: dict hazy, transmission, airlight, beta (see random_corun_haze)."""
-        return random_corun_haze(clean, 1.0 - depth, seed=seed, degrade=self.degrade, **self.haze_ranges)
+        return random_corun_haze(clean, 1.0 - depth, seed=seed, degrade=self.degrade, normalize=False,
+                                 **self.haze_ranges)
 
     def per_example_terms(self, hazy, clean, training=True):
         """(per-example total, unweighted terms dict) of CORUNLoss for the network on `hazy`."""
