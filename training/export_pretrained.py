@@ -27,6 +27,23 @@ def _read(path, loader):
         return loader(f)
 
 
+def _shipped_validation(checkpoint, best, log):
+    """Validation figures of the shipped file: best.keras -> its epoch; latest.keras -> the last
+    epoch; teacher.keras (Colabator's EMA teacher) -> the last epoch's val_teacher_* columns."""
+    if checkpoint == "best.keras":
+        row, epoch = log[best["epoch"] - 1], best["epoch"]
+        return {"epoch": epoch, "val_psnr": best["value"], "val_ssim": float(row["val_ssim"])}
+    if checkpoint not in ("latest.keras", "teacher.keras"):
+        raise SystemExit(f"no validation figures are logged for {checkpoint}: ship best.keras, latest.keras "
+                         "or teacher.keras")
+    prefix = "val_teacher_" if checkpoint == "teacher.keras" else "val_"
+    row = log[-1]
+    if f"{prefix}psnr" not in row:
+        raise SystemExit(f"{checkpoint}: the run's log.csv has no {prefix}psnr column")
+    return {"checkpoint": checkpoint, "epoch": len(log), "val_psnr": float(row[f"{prefix}psnr"]),
+            "val_ssim": float(row[f"{prefix}ssim"])}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
@@ -45,6 +62,7 @@ def main(argv=None):
     model = load_keras_model(os.path.join(args.run_dir, args.checkpoint))
     record = {
         "trained_on": config["data"]["train"],
+        "real_hazy_without_gt": config.get("colabator", {}).get("real") if config["trainer"]["name"] == "colabator" else None,
         "validation_scenes_held_out": config["data"]["val_scenes"],
         "resynthesis": {k: config["data"][k] for k in config["data"] if k.startswith("synthetic_")},
         "trainer": config["trainer"],
@@ -57,8 +75,7 @@ def main(argv=None):
         "validation": {
             "hazy_input": summary.get("identity"),
             "before_this_run": summary.get("before"),  # untrained, or the checkpoint a fine-tune started from
-            "shipped_checkpoint": {"epoch": best["epoch"], "val_psnr": best["value"],
-                                   "val_ssim": float(log[best["epoch"] - 1]["val_ssim"])},
+            "shipped_checkpoint": _shipped_validation(args.checkpoint, best, log),
             "metric_convention": "PSNR/SSIM on RGB in [0,1], whole image, no border crop",
         },
         "config": args.config,
