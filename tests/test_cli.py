@@ -136,3 +136,17 @@ def test_eval_keeps_models_with_the_same_file_name_apart(tmp_path, tiny_keras):
     assert len(rows) == 1 + 2 * 4  # identity, dcp and two separate rows per image, not one merged model
     models = {row.split(",")[1] for row in rows[1:]}
     assert {os.path.normpath(copies[0]), os.path.normpath(copies[1])} <= models
+
+
+def test_dehaze_tile_option_bounds_tiles_and_rejects_tiny_tiles(tmp_path, tiny_keras, capsys):
+    _hazy_image(tmp_path / "big.png", size=(100, 140))
+    for tile, out in ((None, "whole"), ("64", "tiled")):
+        args = ["dehaze", str(tmp_path / "big.png"), "-o", str(tmp_path / out), "--model", tiny_keras, "--quiet"]
+        assert main(args + (["--tile", tile] if tile else [])) == 0
+    whole = read_image(str(tmp_path / "whole" / "big_dehazed.png"))
+    tiled = read_image(str(tmp_path / "tiled" / "big_dehazed.png"))
+    assert tiled.shape == whole.shape == (100, 140, 3)
+    assert 0 < np.abs(whole - tiled).max() < 0.05  # really tiled (not identical), and seamless
+    with pytest.raises(SystemExit):
+        main(["dehaze", str(tmp_path / "big.png"), "--tile", "16"])
+    assert "tile side must be at least 64" in capsys.readouterr().err
