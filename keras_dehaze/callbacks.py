@@ -65,6 +65,77 @@ class NonFiniteLossError(FloatingPointError):
     pass
 
 
+class WeightAverage:
+    """Puts the optimizer's moving average of the weights (``optim.ema``) into the model for
+    validation and checkpoints, and the raw weights back for training and backups.
+
+    A tf_keras optimizer built with ``use_ema=True`` updates the average after every step but
+    copies it into the model only when ``fit`` ends (``finalize_variable_values``). ``callbacks()``
+    gives two callbacks: the first swaps the average in for each validation (and back out after
+    it) and again at each epoch end; put it before ``DehazerCheckpoint``. The second swaps the raw
+    weights back at the epoch end; put it after the checkpoint and the CSV logger and before the
+    backup's epoch-end callback, so a backup always holds the raw weights plus the average (the
+    optimizer's slot) and a resumed run continues exactly.
+    """
+
+    def __init__(self, optimizer, variables):
+        if not getattr(optimizer, "use_ema", False):
+            raise ValueError("WeightAverage needs an optimizer built with use_ema=True")
+        self.optimizer, self.variables = optimizer, list(variables)
+        self.average_in_model = False
+
+    def _averages(self):
+        opt = self.optimizer
+        # Private tf_keras attributes (optimizer.py, build): the average of each variable lives at
+        # its index; they exist once the first step built the optimizer.
+        return [opt._model_variables_moving_average[opt._index_dict[opt._var_key(v)]] for v in self.variables]
+
+    def _swap(self):
+        if not hasattr(self.optimizer, "_model_variables_moving_average"):
+            return False  # no step yet: the average is the weights themselves
+        for var, average in zip(self.variables, self._averages()):
+            raw = tf.identity(var)
+            var.assign(average)
+            average.assign(raw)
+        return True
+
+    def use_average(self):
+        if not self.average_in_model:
+            self.average_in_model = self._swap()
+
+    def use_raw(self):
+        if self.average_in_model:
+            self._swap()
+            self.average_in_model = False
+
+    def callbacks(self):
+        return _AverageIn(self), _AverageOut(self)
+
+
+class _AverageIn(keras.callbacks.Callback):
+    def __init__(self, average):
+        super().__init__()
+        self.average = average
+
+    def on_test_begin(self, logs=None):
+        self.average.use_average()
+
+    def on_test_end(self, logs=None):
+        self.average.use_raw()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.average.use_average()
+
+
+class _AverageOut(keras.callbacks.Callback):
+    def __init__(self, average):
+        super().__init__()
+        self.average = average
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.average.use_raw()
+
+
 class NaNGuard(keras.callbacks.Callback):
     """Stops with an error naming the step when the loss is NaN/inf.
 

@@ -17,7 +17,13 @@ import time
 import yaml
 
 from keras_dehaze.backend import keras, tf
-from keras_dehaze.callbacks import CheckedBackupAndRestore, DehazerCheckpoint, NaNGuard, validate_backup
+from keras_dehaze.callbacks import (
+    CheckedBackupAndRestore,
+    DehazerCheckpoint,
+    NaNGuard,
+    WeightAverage,
+    validate_backup,
+)
 from keras_dehaze.config import ConfigError, to_dict
 from keras_dehaze.data import find_pairs, paired_dataset, split_by_scene, validation_dataset
 from keras_dehaze.distribute import make_strategy, remove_worker_write_dir, replicate_batches, worker_write_dir
@@ -80,6 +86,10 @@ def make_optimizer(optim_cfg, total_steps):
     elif optim_cfg.schedule != "constant":
         raise ConfigError(f"optim.schedule must be 'cosine' or 'constant', got {optim_cfg.schedule!r}")
     extra = {"clipnorm": optim_cfg.clipnorm} if optim_cfg.clipnorm else {}
+    if optim_cfg.ema:
+        if not 0.0 < optim_cfg.ema < 1.0:
+            raise ConfigError(f"optim.ema must be in (0, 1) (e.g. 0.999) or 0 for off, got {optim_cfg.ema}")
+        extra.update(use_ema=True, ema_momentum=optim_cfg.ema)
     return keras.optimizers.Adam(lr, beta_1=optim_cfg.beta_1, beta_2=optim_cfg.beta_2, **extra)
 
 
@@ -160,12 +170,20 @@ def _run(config, strategy, out, write_dir):
     backup = CheckedBackupAndRestore(  # handles multi-worker itself (non-chief backups go to a temp dir)
         backup_dir, save_freq=config.run.backup_every_steps or "epoch", delete_checkpoint=False
     )
+    average_in, average_out = [], []
+    if config.optim.ema:  # validation and checkpoints see the average, training and backups the raw weights
+        swap_in, swap_out = WeightAverage(trainer.optimizer, dehazer.trainable_variables).callbacks()
+        average_in, average_out = [swap_in], [swap_out]
+        log(f"validation, best.keras and latest.keras use the moving average of the weights "
+            f"(momentum {config.optim.ema})")
     callbacks = [
         NaNGuard(),  # first: a NaN step raises before the backup below could save it
         backup,
         *extra_callbacks,  # before the checkpoint and CSV logger: they may add keys to the logs
+        *average_in,
         DehazerCheckpoint(dehazer, write_dir),
         keras.callbacks.CSVLogger(os.path.join(write_dir, "log.csv"), append=True),
+        *average_out,
     ]
     if config.run.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(out, "tensorboard")))

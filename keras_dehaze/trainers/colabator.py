@@ -70,21 +70,20 @@ def clone_dehazer(dehazer, name=None):
 
 
 def load_pretrained_weights(dehazer, path):
-    """Copies the weights of a saved ``.keras``/``.h5`` dehazer into ``dehazer``.
+    """Copies the weights of a saved ``.keras``/``.h5`` dehazer, or of a network bundled with the
+    package (its name, e.g. ``aecrnet_default``), into ``dehazer``.
 
     Raises:
         PretrainedWeightsError: the file is missing, cannot be loaded, or holds a network whose
             weights do not match ``dehazer`` one to one (another architecture or other args).
     """
+    from keras_dehaze import pretrained
+
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise PretrainedWeightsError(f"pretrained checkpoint not found: {path}")
-    if not path.endswith((".keras", ".h5")):
-        raise PretrainedWeightsError(f"{path}: expected a .keras (or .h5) file saved from a dehazer")
-    try:
-        source = keras.models.load_model(path, compile=False)
-    except Exception as e:  # noqa: BLE001 - any load failure gets the same clear message
-        raise PretrainedWeightsError(f"cannot load pretrained checkpoint {path}: {type(e).__name__}: {e}") from e
+    if not os.path.isfile(path) and path in pretrained.available():
+        source = pretrained.load_pretrained(path)
+    else:
+        source = _load_checkpoint(path)
     src, dst = source.weights, dehazer.weights
     problem = None
     if len(src) != len(dst):
@@ -101,6 +100,20 @@ def load_pretrained_weights(dehazer, path):
             "Set model.name / model.args to the checkpoint's architecture.")
     dehazer.set_weights(source.get_weights())
     return source
+
+
+def _load_checkpoint(path):
+    if not os.path.isfile(path):
+        from keras_dehaze import pretrained
+
+        raise PretrainedWeightsError(f"pretrained checkpoint not found: {path} (nor is it a bundled network: "
+                                     f"{', '.join(pretrained.available()) or 'none'})")
+    if not path.endswith((".keras", ".h5")):
+        raise PretrainedWeightsError(f"{path}: expected a .keras (or .h5) file saved from a dehazer")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as e:  # noqa: BLE001 - any load failure gets the same clear message
+        raise PretrainedWeightsError(f"cannot load pretrained checkpoint {path}: {type(e).__name__}: {e}") from e
 
 
 # ---------------------------------------------------------------------------------- trainer
@@ -265,6 +278,11 @@ class ColabatorTrainer(keras.Model):
     def from_experiment_config(cls, config, dehazer):
         """Builds the trainer from the ``colabator`` (and ``trainer.features``) config sections."""
         c = config.colabator
+        if config.optim.ema:
+            from keras_dehaze.config import ConfigError
+
+            raise ConfigError("optim.ema is not for the colabator trainer: its teacher already is the moving "
+                              "average of the student (colabator.ema_rate); set optim.ema: 0")
         contrastive = None
         if c.cr_weight > 0:
             from keras_dehaze.losses import ContrastiveRegularization
