@@ -137,3 +137,40 @@ def build_tiny_model():
     from keras_dehaze.models import build_model
 
     return build_model("aecrnet", filters=4)
+
+
+MIRRORED_SCRIPT = """
+import numpy as np
+from keras_dehaze.backend import keras, tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from keras_dehaze.callbacks import WeightAverage
+from test_weight_average import MOMENTUM, Recorder, assert_weights_close, numpy_average
+
+x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+y = np.random.default_rng(1).normal(size=(8, 2)).astype("float32")
+with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.Adam(0.05, use_ema=True, ema_momentum=MOMENTUM), loss="mae")
+initial = model.get_weights()
+swap_in, swap_out = WeightAverage(model.optimizer, model.trainable_variables).callbacks()
+raw, seen = Recorder(), Recorder()
+model.fit(x, y, batch_size=4, epochs=2, validation_data=(x, y), verbose=0, shuffle=False,
+          callbacks=[raw, swap_in, seen, swap_out])
+reference = numpy_average(initial, raw.after_step, MOMENTUM)
+assert_weights_close(seen.at_validation[1], reference[3])
+assert_weights_close(raw.at_epoch_begin[1], raw.after_step[1])
+assert_weights_close(model.get_weights(), reference[-1])
+print("OK")
+"""
+
+
+def test_swaps_under_a_mirrored_strategy():
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(__file__))}
+    result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], capture_output=True, text=True, timeout=300,
+                            env=env)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
