@@ -238,7 +238,9 @@ def test_train_step_reduces_the_loss_on_a_toy_problem():
     data = tf.data.Dataset.from_tensors(((hazy, clear), _real_batch(real_hazy, real_clear))).repeat()
     history = trainer.fit(data, epochs=6, steps_per_epoch=5, verbose=0).history
     assert set(history) >= {"loss", "sup_l1", "pseudo_l1", "cr"}
-    assert history["loss"][-1] < 0.85 * history["loss"][0]  # 23-30% drop seen, depending on test order
+    # The strong view's RandAugment makes single epochs noisy (one run: 0.17 then 0.23): compare
+    # the mean of the last three epochs (30-35% below the first in repeated runs).
+    assert np.mean(history["loss"][-3:]) < 0.85 * history["loss"][0]
     assert history["pseudo_l1"][-1] < history["pseudo_l1"][0]
 
 

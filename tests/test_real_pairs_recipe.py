@@ -55,6 +55,15 @@ def test_bundled_name_into_another_architecture_is_refused():
         load_pretrained_weights(build_model("aecrnet", filters=4), pretrained.DEFAULT)
 
 
+def test_bundled_weights_into_the_same_shapes_but_other_layers_are_refused():
+    from keras_dehaze.models import build_model
+
+    # global_residual changes no weight shape, only the output: loading would "work" and be wrong
+    with pytest.raises(PretrainedWeightsError, match="layers differ: Add 'residual'"):
+        load_pretrained_weights(build_model("aecrnet", global_residual=False), pretrained.DEFAULT)
+    load_pretrained_weights(build_model("aecrnet", global_residual=True), pretrained.DEFAULT)
+
+
 def test_unknown_name_lists_the_bundled_networks():
     from keras_dehaze.models import build_model
 

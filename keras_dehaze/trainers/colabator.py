@@ -93,6 +93,10 @@ def load_pretrained_weights(dehazer, path):
             if a.shape != b.shape:
                 problem = f"weight {a.name} has shape {a.shape} in the checkpoint, {b.name} {b.shape} in the model"
                 break
+    if problem is None:  # same weights, other layers: e.g. AE-CR-Net with and without global_residual
+        differ = sorted(set(_layer_signature(source)) ^ set(_layer_signature(dehazer)))
+        if differ:
+            problem = "the layers differ: " + ", ".join(f"{cls} {name!r}" for cls, name in differ[:4])
     if problem:
         raise PretrainedWeightsError(
             f"{path} holds '{source.name}' ({source.count_params():,} parameters), which does not match the "
@@ -100,6 +104,10 @@ def load_pretrained_weights(dehazer, path):
             "Set model.name / model.args to the checkpoint's architecture.")
     dehazer.set_weights(source.get_weights())
     return source
+
+
+def _layer_signature(model):
+    return [(type(layer).__name__, layer.name) for layer in model.layers]
 
 
 def _load_checkpoint(path):
