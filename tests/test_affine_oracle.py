@@ -1,21 +1,14 @@
 """training/affine_oracle.py: the best per-channel affine map of the hazy image to the GT."""
 
-import importlib.util
-import os
-
 import numpy as np
 
 from keras_dehaze.data import write_image
 from keras_dehaze.metrics.full_reference import psnr
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from training_scripts import load_training_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("affine_oracle", os.path.join(ROOT, "training", "affine_oracle.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_training_script("affine_oracle")
 
 
 def test_uniform_haze_is_undone_exactly_and_a_non_affine_change_is_not():

@@ -1,18 +1,11 @@
 """training/export_pretrained.py: the record names the validation figures of the file it ships."""
 
-import importlib.util
-import os
-
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from training_scripts import load_training_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("export_pretrained", os.path.join(ROOT, "training", "export_pretrained.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_training_script("export_pretrained")
 
 
 LOG = [  # log.csv rows as csv.DictReader gives them (strings)
