@@ -42,6 +42,7 @@ import time
 import cv2
 import numpy as np
 
+from keras_dehaze import pretrained
 from keras_dehaze.backend import keras, tf
 from keras_dehaze.data.image_io import read_image
 from keras_dehaze.data.randaugment import RandAugment, rand_augment
@@ -77,8 +78,6 @@ def load_pretrained_weights(dehazer, path):
         PretrainedWeightsError: the file is missing, cannot be loaded, or holds a network whose
             weights do not match ``dehazer`` one to one (another architecture or other args).
     """
-    from keras_dehaze import pretrained
-
     path = os.fspath(path)
     if not os.path.isfile(path) and path in pretrained.available():
         source = pretrained.load_pretrained(path)
@@ -112,8 +111,6 @@ def _layer_signature(model):
 
 def _load_checkpoint(path):
     if not os.path.isfile(path):
-        from keras_dehaze import pretrained
-
         raise PretrainedWeightsError(f"pretrained checkpoint not found: {path} (nor is it a bundled network: "
                                      f"{', '.join(pretrained.available()) or 'none'})")
     if not path.endswith((".keras", ".h5")):
