@@ -134,7 +134,7 @@ def load_dehazer(spec=None, threads=None, tile=DEFAULT_TILE):
             return TFLiteDehazer(spec, threads=threads)
         except (ImportError, OSError, ValueError) as e:
             raise ModelLoadError(f"{spec}: {e}") from None
-    name = {"aecrnet": pretrained.DEFAULT}.get(spec, spec)
+    name = pretrained.resolve(spec)
     if name not in pretrained.available():
         raise ModelLoadError(
             f"unknown model {spec!r}: give a bundled name ({', '.join(pretrained.available() + list(BASELINES))}), "

@@ -1,9 +1,15 @@
-"""Networks shipped inside the package (``keras_dehaze/weights/``), loadable with no download.
+"""Presets: pretrained networks shipped inside the package (``keras_dehaze/weights/``).
 
-Each entry is ``<name>.json`` (the builder name and arguments plus a record of how it was
-trained and validated) and ``<name>.npz`` (the weights in float16, half the size of float32;
-rounding weights to float16 changes outputs far less than 0.01 dB PSNR), optionally with
-``<name>_int8.tflite`` for edge devices.
+A preset is data, as in keras-hub: ``<name>.json`` names the architecture (a key of
+``keras_dehaze.models.MODELS``) and its arguments, the weights file ``<name>.npz``, what it was
+trained on, the figures measured with it, and for third-party weights the licence and
+attribution (the licence text ships beside it, ``license_file``). An int8 ``.tflite`` for edge
+devices may ship beside it (``int8_tflite``). A preset name works wherever a model is named:
+``keras-dehaze dehaze --model``, ``eval --model``, ``model.pretrained`` in training configs,
+and as a distillation teacher.
+
+Weights are stored in file order of ``model.get_weights()``, in float16 (half the size; the
+rounding changes outputs far less than 0.01 dB) or float32 (``dtype`` in the record).
 """
 
 import json
@@ -12,7 +18,14 @@ import os
 import numpy as np
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
-DEFAULT = "aecrnet_default"
+AECRNET = "aecrnet_default"  # the bundled AE-CR-Net
+DEFAULT = "lkdnet_s_ots"  # what `keras-dehaze dehaze` uses without --model (see docs/model_zoo.md)
+ALIASES = {"aecrnet": AECRNET, "default": DEFAULT}
+
+
+def resolve(name):
+    """A preset name or alias -> the preset name (unchanged if it is not an alias)."""
+    return ALIASES.get(name, name)
 
 
 def available():
@@ -22,7 +35,13 @@ def available():
     return sorted(f[:-5] for f in os.listdir(WEIGHTS_DIR) if f.endswith(".json"))
 
 
+def is_preset(name):
+    """True for a shipped preset name or one of its aliases."""
+    return resolve(name) in available()
+
+
 def metadata(name=DEFAULT):
+    name = resolve(name)
     path = os.path.join(WEIGHTS_DIR, f"{name}.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no bundled network {name!r} (looked for {path}); bundled: {available() or 'none'}")
@@ -35,6 +54,7 @@ def load_pretrained(name=DEFAULT, **overrides):
     builder arguments that do not affect weights (e.g. input_shape, dcn_index_math)."""
     from keras_dehaze.models import build_model
 
+    name = resolve(name)
     meta = metadata(name)
     weights_path = os.path.join(WEIGHTS_DIR, meta["weights"])
     if not os.path.exists(weights_path):
@@ -46,12 +66,12 @@ def load_pretrained(name=DEFAULT, **overrides):
     return model
 
 
-def export_pretrained(model, name, model_name, args, record):
-    """Writes ``<name>.npz`` (float16 weights) and ``<name>.json`` into WEIGHTS_DIR."""
+def export_pretrained(model, name, model_name, args, record, dtype="float16"):
+    """Writes ``<name>.npz`` (weights in ``dtype``) and ``<name>.json`` into WEIGHTS_DIR."""
     os.makedirs(WEIGHTS_DIR, exist_ok=True)
-    arrays = {f"w{i}": w.astype(np.float16) for i, w in enumerate(model.get_weights())}
+    arrays = {f"w{i}": w.astype(dtype) for i, w in enumerate(model.get_weights())}
     np.savez_compressed(os.path.join(WEIGHTS_DIR, f"{name}.npz"), **arrays)
-    meta = {"model": model_name, "args": args, "weights": f"{name}.npz", **record}
+    meta = {"model": model_name, "args": args, "weights": f"{name}.npz", "dtype": dtype, **record}
     with open(os.path.join(WEIGHTS_DIR, f"{name}.json"), "w") as f:
         json.dump(meta, f, indent=2)
     return meta

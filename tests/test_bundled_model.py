@@ -18,13 +18,13 @@ def _textured_scene(seed=0, size=(96, 128)):
 
 
 def test_bundled_network_is_documented_and_loads_offline():
-    assert pretrained.DEFAULT in pretrained.available()
-    meta = pretrained.metadata()
+    assert pretrained.AECRNET in pretrained.available()
+    meta = pretrained.metadata(pretrained.AECRNET)
     for key in ("trained_on", "steps", "wall_time_s", "validation"):
         assert key in meta
     weights = os.path.join(pretrained.WEIGHTS_DIR, meta["weights"])
     assert os.path.getsize(weights) < 10.5e6
-    assert pretrained.load_pretrained().count_params() == 2_614_145
+    assert pretrained.load_pretrained(pretrained.AECRNET).count_params() == 2_614_145
 
 
 def test_bundled_network_removes_synthetic_haze():
@@ -38,7 +38,7 @@ def test_bundled_network_removes_synthetic_haze():
 
 
 def test_bundled_int8_tflite_dehazes_like_the_float_model():
-    meta = pretrained.metadata()
+    meta = pretrained.metadata(pretrained.AECRNET)
     path = os.path.join(pretrained.WEIGHTS_DIR, meta["int8_tflite"])
     clear = _textured_scene(seed=1, size=(256, 256))
     t = 0.55

@@ -40,7 +40,7 @@ def test_recipe_fine_tunes_the_bundled_network_on_ntire_pairs(tmp_path):
 
     # "before" is the bundled network itself on the validation pair: its weights were loaded
     hazy, clear = next(iter(validation_dataset(find_pairs(val))))
-    bundled = pretrained.load_pretrained()
+    bundled = pretrained.load_pretrained(pretrained.AECRNET)
     expected = float(capped_psnr(np.clip(bundled(hazy).numpy(), 0, 1), clear)[0])
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
@@ -52,7 +52,7 @@ def test_bundled_name_into_another_architecture_is_refused():
     from keras_dehaze.models import build_model
 
     with pytest.raises(PretrainedWeightsError, match="does not match"):
-        load_pretrained_weights(build_model("aecrnet", filters=4), pretrained.DEFAULT)
+        load_pretrained_weights(build_model("aecrnet", filters=4), pretrained.AECRNET)
 
 
 def test_bundled_weights_into_the_same_shapes_but_other_layers_are_refused():
@@ -60,12 +60,12 @@ def test_bundled_weights_into_the_same_shapes_but_other_layers_are_refused():
 
     # global_residual changes no weight shape, only the output: loading would "work" and be wrong
     with pytest.raises(PretrainedWeightsError, match="layers differ: Add 'residual'"):
-        load_pretrained_weights(build_model("aecrnet", global_residual=False), pretrained.DEFAULT)
-    load_pretrained_weights(build_model("aecrnet", global_residual=True), pretrained.DEFAULT)
+        load_pretrained_weights(build_model("aecrnet", global_residual=False), pretrained.AECRNET)
+    load_pretrained_weights(build_model("aecrnet", global_residual=True), pretrained.AECRNET)
 
 
 def test_unknown_name_lists_the_bundled_networks():
     from keras_dehaze.models import build_model
 
-    with pytest.raises(PretrainedWeightsError, match=f"not found: aecrnet_nope .*{pretrained.DEFAULT}"):
+    with pytest.raises(PretrainedWeightsError, match=f"not found: aecrnet_nope .*{pretrained.AECRNET}"):
         load_pretrained_weights(build_model("aecrnet", filters=4), "aecrnet_nope")

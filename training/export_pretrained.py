@@ -47,7 +47,7 @@ def _shipped_validation(checkpoint, best, log):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
-    parser.add_argument("--name", default=pretrained.DEFAULT)
+    parser.add_argument("--name", default=pretrained.AECRNET)
     parser.add_argument("--checkpoint", default="best.keras", help="file in run_dir to ship")
     parser.add_argument("--tflite", help="an int8 .tflite of the same weights to ship beside them")
     parser.add_argument("--config", default="training/configs/aecrnet_default.yaml",

@@ -3,6 +3,7 @@
 from keras_dehaze.layers.attention import FABlock
 from keras_dehaze.layers.cpmm import CPMM, SpectralAttention, SpectralTransformerBlock
 from keras_dehaze.layers.deformable_conv import DeformableConv2D
+from keras_dehaze.layers.lkd import ChannelScale, DepthToSpace, ImageLayerNorm
 from keras_dehaze.layers.dehazeformer import DehazeFormerBlock, RescaleNorm, WindowAttention
 from keras_dehaze.layers.mixup import AdaptiveMixup
 from keras_dehaze.layers.nafblock import LayerNorm2D, NAFBlock, SimpleGate
@@ -12,12 +13,15 @@ from keras_dehaze.layers.unfolding import ConstantMap, SceneStep, TransmissionSt
 __all__ = [
     "AdaptiveMixup",
     "CPMM",
+    "ChannelScale",
     "ClipAtInference",
     "ConstantMap",
     "CropLike",
     "DeformableConv2D",
+    "DepthToSpace",
     "DehazeFormerBlock",
     "FABlock",
+    "ImageLayerNorm",
     "LayerNorm2D",
     "NAFBlock",
     "PadToMultiple",

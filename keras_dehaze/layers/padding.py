@@ -45,6 +45,9 @@ class PadToMultiple(keras.layers.Layer):
 
     Args:
         multiple: the stride product of the network (4 for AE-CR-Net).
+        min_size: pad smaller sides up to at least this (rounded up to ``multiple``), so that
+            layers with large reflection pads deeper in the network always have room (LKD-Net
+            reflects 9 pixels at 1/4 resolution: min_size 40). 0: no minimum.
         **kwargs: standard layer arguments.
 
     Example:
@@ -54,22 +57,31 @@ class PadToMultiple(keras.layers.Layer):
         The AE-CR-Net reference code crashes unless H and W are multiples of 4 (SPEC 2.1).
     """
 
-    def __init__(self, multiple, **kwargs):
+    def __init__(self, multiple, min_size=0, **kwargs):
         super().__init__(**kwargs)
         self.multiple = int(multiple)
+        self.min_size = int(min_size)
+
+    def _target(self, d):
+        """Padded length of a side of length ``d`` (python int or scalar tensor)."""
+        m = self.multiple
+        up = (d + m - 1) // m * m
+        floor = -(-self.min_size // m) * m  # min_size rounded up to the multiple
+        if isinstance(d, int):
+            return max(up, floor)
+        return tf.maximum(up, floor)
 
     def call(self, x):
-        m = self.multiple
         h, w = x.shape[1], x.shape[2]
         if h is not None and w is not None:
-            ph, pw = -h % m, -w % m
+            ph, pw = self._target(h) - h, self._target(w) - w
             if ph == 0 and pw == 0:
                 return x
             if ph < h and pw < w:
                 return _reflect(x, ph, pw)
             return _replicate(x, ph, pw)
         h, w = tf.shape(x)[1], tf.shape(x)[2]
-        ph, pw = (m - h % m) % m, (m - w % m) % m
+        ph, pw = self._target(h) - h, self._target(w) - w
         return tf.cond(
             tf.logical_and(ph < h, pw < w),
             lambda: _reflect(x, ph, pw),
@@ -77,11 +89,11 @@ class PadToMultiple(keras.layers.Layer):
         )
 
     def compute_output_shape(self, s):
-        up = lambda d: None if d is None else -(-d // self.multiple) * self.multiple  # noqa: E731
+        up = lambda d: None if d is None else self._target(int(d))  # noqa: E731
         return tf.TensorShape([s[0], up(s[1]), up(s[2]), s[3]])
 
     def get_config(self):
-        return {**super().get_config(), "multiple": self.multiple}
+        return {**super().get_config(), "multiple": self.multiple, "min_size": self.min_size}
 
 
 def _reflect(x, ph, pw):

@@ -4,6 +4,7 @@ import functools
 
 from keras_dehaze.models.aecrnet import AECRNet
 from keras_dehaze.models.corun import CORUN, CORUN_PRESETS, corun_from_preset
+from keras_dehaze.models.lkdnet import LKDNet
 from keras_dehaze.models.msdehazenet import MSDehazeNet
 
 # Explicit registry (no folder scanning): config name -> builder.
@@ -11,6 +12,7 @@ MODELS = {
     "aecrnet": AECRNet,
     "corun": CORUN,
     "corun_compact": functools.partial(corun_from_preset, "corun_compact"),
+    "lkdnet": LKDNet,
     "msdehazenet": MSDehazeNet,
 }
 
@@ -23,4 +25,4 @@ def build_model(name, **kwargs):
     return MODELS[key](**kwargs)
 
 
-__all__ = ["AECRNet", "CORUN", "CORUN_PRESETS", "MODELS", "MSDehazeNet", "build_model", "corun_from_preset"]
+__all__ = ["AECRNet", "CORUN", "CORUN_PRESETS", "LKDNet", "MODELS", "MSDehazeNet", "build_model", "corun_from_preset"]

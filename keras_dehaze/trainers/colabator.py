@@ -79,7 +79,7 @@ def load_pretrained_weights(dehazer, path):
             weights do not match ``dehazer`` one to one (another architecture or other args).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path) and path in pretrained.available():
+    if not os.path.isfile(path) and pretrained.is_preset(path):
         source = pretrained.load_pretrained(path)
     else:
         source = _load_checkpoint(path)

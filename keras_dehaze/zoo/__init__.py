@@ -1,0 +1,1 @@
+"""Model zoo: readers and converters for official third-party checkpoints (no PyTorch needed)."""
