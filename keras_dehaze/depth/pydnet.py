@@ -12,12 +12,14 @@ looked up at the path given, else ``$KERAS_DEHAZE_PYDNET``, else
 1/4 and 1/8 of the input resolution and upsampled bilinearly (``PSD/resize_images``,
 ``_1``, ``_2``; the app's HALF, QUARTER and "HEIGHT" scales). The finest (``half``) is used.
 
-Orientation: the upstream notes call the outputs inverse depth, but on the RGB-D frames of the
-shared data the raw ``half`` output correlates POSITIVELY with sensor depth (Spearman +0.43 to
-+0.66 on the 6 indoor frames, see ``keras_dehaze.depth.evaluate``), and the app's colour map
-gives low values the "near" colour. So the raw output is used as depth (larger = farther) by
-default (``output="depth"``); ``output="disparity"`` flips it. Its quality is moderate: near zero
-or negative on the Middlebury scenes; check it on your photos with ``keras_dehaze.depth.evaluate``.
+Orientation: the outputs are described as inverse depth, but on the indoor RGB-D frames of the
+shared data the raw ``half`` output correlates POSITIVELY with sensor depth (Spearman +0.38 to
++0.63 on the 6 frames, measured pixels only, ``python -m keras_dehaze.depth.evaluate``), and the
+app's colour map gives low values the "near" colour. So the raw output is read as depth (larger =
+farther) by default (``output="depth"``); ``output="disparity"`` flips it. Its quality is weak:
+-0.41 to +0.03 on the 3 Middlebury scenes (mean over all 9 frames +0.31, DCP prior +0.35, and
+a plain "farther towards the top row" reference +0.62); the 1/4 and 1/8 outputs do the same.
+Check it on your own photos before relying on it.
 
 Not differentiable (LiteRT runs outside the TF graph): it can give depth for haze synthesis and
 the d0 of rehazy generation, not the depth-consistency loss on a network output.
