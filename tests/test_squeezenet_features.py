@@ -6,14 +6,13 @@ array must land in the layer of the same name. With the real file (from $KERAS_D
 or the shared weights folder; skipped when absent) the features are checked on a real photo.
 """
 
-import os
 
 import h5py
 import numpy as np
 import pytest
 
 from conftest import shared_path
-from keras_dehaze.backend import keras, tf
+from keras_dehaze.backend import tf
 from keras_dehaze.losses import ContrastiveRegularization, FeatureWeightsError, build_feature_extractor
 from keras_dehaze.losses import feature_extractors as fe
 from keras_dehaze.losses import squeezenet as sq
