@@ -58,8 +58,10 @@ class TrainerConfig:
     num_negatives: int = 1  # 1:r positives to negatives
     positive_only: bool = False  # the "CR*" ablation (perceptual loss)
     cr_start_step: int = 0  # L1-only warm-up steps before CR (needed by global-residual nets)
-    features: str = "vgg19"  # "vgg19" (ImageNet, the paper) or "hed_vgg16" (offline)
-    feature_weights: str = ""  # vgg19: "" or "imagenet" (download) or a local .h5 file
+    features: str = "vgg19"  # "vgg19" (ImageNet, the paper), "hed_vgg16" or "imagenet_squeezenet" (offline)
+    # vgg19: "" or "imagenet" (download) or a local .h5 file; imagenet_squeezenet: the path of
+    # squeezenet_weights_tf_dim_ordering_tf_kernels_notop.h5 ("": $KERAS_DEHAZE_SQUEEZENET or ~/.keras/models/)
+    feature_weights: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,9 @@ class RehazyConfig:
     clean_only_steps: int = 0  # optimizer steps before the hazy branch starts (paper 3e5)
     w_depth: float = 0.01
     w_sem: float = 0.01
-    depth: str = "dcp_prior"  # "dcp_prior", a depth-model path (SavedModel/.keras/.tflite) or "none"
+    # "dcp_prior", "pydnet" (PyDNet++ .tflite from $KERAS_DEHAZE_PYDNET or ~/.keras/models/; not
+    # differentiable: d0 of rehazy generation only), a depth-model path (SavedModel/.keras/.tflite) or "none"
+    depth: str = "dcp_prior"
     depth_loss: str = "auto"  # "auto" (on for depth networks, off for the DCP prior), "always", "never"
     depth_output: str = "depth"  # the model predicts "depth" or "disparity" (Depth Anything)
     depth_input_size: tuple = ()  # [H, W] the depth model takes (e.g. [518, 518])
@@ -147,8 +151,8 @@ class CORUNConfig:
     # (validation scenes excluded); their hazy images are not used.
     asm_weight: float = 0.01  # L1(J T + 1 - T, P), T = T^_K of the last stage (reference 0.01)
     contrastive_weight: float = 0.2  # contrastive-perceptual term (reference 0.2); 0: off, no VGG needed
-    features: str = "hed_vgg16"  # "vgg19" (reference, ImageNet) or "hed_vgg16" (offline)
-    feature_weights: str = ""  # vgg19: "" or "imagenet" (download) or a local .h5 file
+    features: str = "hed_vgg16"  # "vgg19" (reference, ImageNet), "hed_vgg16" or "imagenet_squeezenet" (offline)
+    feature_weights: str = ""  # as trainer.feature_weights
     degrade: bool = True  # reference gamma / noise / JPEG degradations of the hazy input
 
 

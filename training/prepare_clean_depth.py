@@ -13,6 +13,11 @@ Sources:
     # (b) a user depth network (SavedModel dir, .keras or .tflite), e.g. Depth Anything V2:
     python training/prepare_clean_depth.py --src photos/ --out data/clean --model da2.keras \
         --depth-output disparity --input-size 518 518 --imagenet-norm
+    # (c) clean photos without depth sensor: PyDNet++ (mobilePydnet TFLite, run by LiteRT without
+    #     TensorFlow); the file from --pydnet <path>, else $KERAS_DEHAZE_PYDNET or ~/.keras/models/
+    python training/prepare_clean_depth.py --src ../shared/data/clean-photos --out data/clean \
+        --pydnet ../shared/weights/depth/pydnet_plus_plus.tflite
+    # Check an estimator against measured depth first: python -m keras_dehaze.depth.evaluate
 """
 
 import argparse
@@ -71,6 +76,19 @@ def from_model(src, out, model, output="depth", input_size=None, mean=None, std=
     return written
 
 
+def from_pydnet(src, out, path=None, output="depth"):
+    """Depth of every image of `src` from PyDNet++ (numpy + LiteRT only)."""
+    from keras_dehaze.data.pairing import list_images
+    from keras_dehaze.depth.pydnet import PyDNetTFLite
+
+    net = PyDNetTFLite(path or None, output=output)
+    print(f"depth from {net.describe()}", flush=True)
+    taken, written = set(), []
+    for path in list_images(src):
+        written.append(_write(out, path, net.depth(read_image(path)), taken))
+    return written
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--src", required=True, help="dataset folder (or clean images with --model)")
@@ -78,12 +96,17 @@ def main(argv=None):
     parser.add_argument("--kind", default="auto", help="auto, sots, rgbd, middlebury, prepared")
     parser.add_argument("--exclude-scenes", nargs="*", default=[], help="SOTS scene ids to leave out (validation)")
     parser.add_argument("--model", help="depth network file: SavedModel dir, .keras or .tflite")
+    parser.add_argument("--pydnet", nargs="?", const="", default=None,
+                        help="PyDNet++ .tflite for photos without depth (no value: $KERAS_DEHAZE_PYDNET "
+                             "or ~/.keras/models/pydnet_plus_plus.tflite); --depth-output applies")
     parser.add_argument("--depth-output", default="depth", choices=["depth", "disparity"])
     parser.add_argument("--input-size", nargs=2, type=int, help="H W the depth model takes")
     parser.add_argument("--imagenet-norm", action="store_true", help="ImageNet mean/std input normalisation")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    if args.model:
+    if args.pydnet is not None:
+        written = from_pydnet(args.src, args.out, args.pydnet, args.depth_output)
+    elif args.model:
         from keras_dehaze.model_files import IMAGENET_MEAN, IMAGENET_STD
 
         norm = (IMAGENET_MEAN, IMAGENET_STD) if args.imagenet_norm else (None, None)

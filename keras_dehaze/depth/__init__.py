@@ -5,33 +5,63 @@ farther), with ``differentiable``, ``haze_invariant``, ``name`` and ``describe()
 
 - `DCPPriorDepth` ("dcp_prior"): weight-free d = -ln(t) from the dark channel prior, in TF ops.
   A HAZE prior for hazy images, not a learned depth (on a dehazed image it measures residual haze).
+- `PyDNetDepth` ("pydnet", or the path of ``pydnet_plus_plus.tflite``): the PyDNet++ mobile
+  depth network run by LiteRT (`keras_dehaze.depth.pydnet`); a learned scene depth, not
+  differentiable. `PyDNetTFLite` is its numpy-only runner (no TensorFlow needed).
 - `ModelFileDepth` (a path): a user-supplied pretrained network (SavedModel / .keras / .tflite),
   e.g. an exported Depth Anything V2; differentiable except for .tflite.
 - dataset depth for the clean branch: `clean_depth_pairs` (RGB-D, Middlebury, SOTS pairs).
+- `keras_dehaze.depth.evaluate`: Spearman agreement of estimators with dataset depth.
+
+The numpy-only parts (dataset depth, PyDNet++) import without TensorFlow; the TF estimators
+are imported on first use of their names (PEP 562).
 
 Example:
     >>> estimator = build_depth_estimator("dcp_prior")
     >>> depth = estimator(hazy_batch)  # doctest: +SKIP
 """
 
+import importlib
+
 from keras_dehaze.depth.base import DepthEstimator, normalize_depth
 from keras_dehaze.depth.dataset import clean_depth_pairs, middlebury_depth, rgbd_depth
-from keras_dehaze.depth.model_file import ModelFileDepth
-from keras_dehaze.depth.prior import DCPPriorDepth
+from keras_dehaze.depth.pydnet import PyDNetDepth, PyDNetError, PyDNetTFLite, is_pydnet_file
 
 OFF = ("", "none", "off")
+PYDNET = "pydnet"
+
+_LAZY = {"ModelFileDepth": "keras_dehaze.depth.model_file", "DCPPriorDepth": "keras_dehaze.depth.prior"}
+
+
+def __getattr__(name):
+    """Imports the TensorFlow estimators on first access."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_depth_estimator(spec="dcp_prior", output="depth", input_size=None, mean=None, std=None,
                           channels_first=False):
-    """"dcp_prior" -> `DCPPriorDepth`; "none"/"" -> None; anything else is a model-file path.
+    """"dcp_prior" -> `DCPPriorDepth`; "none"/"" -> None; "pydnet" -> `PyDNetDepth` (file from
+    ``$KERAS_DEHAZE_PYDNET`` or ~/.keras/models/); anything else is a model-file path, and a
+    ``.tflite`` recognised as PyDNet++ (by its input and output tensors) gets `PyDNetDepth`.
 
-    The preprocessing arguments apply to model files only (see `ModelFileDepth`).
+    The preprocessing arguments apply to generic model files only (see `ModelFileDepth`);
+    `output` also applies to PyDNet++ ("depth": raw output read as depth, the measured
+    orientation; "disparity": flipped).
     """
     if spec is None or str(spec).lower() in OFF:
         return None
     if spec == "dcp_prior":
+        from keras_dehaze.depth.prior import DCPPriorDepth
+
         return DCPPriorDepth()
+    if str(spec).lower() == PYDNET:
+        return PyDNetDepth(None, output=output)
+    if is_pydnet_file(spec) and not (input_size or mean or std or channels_first):
+        return PyDNetDepth(spec, output=output)
+    from keras_dehaze.depth.model_file import ModelFileDepth
+
     return ModelFileDepth(spec, output=output, input_size=input_size or None, mean=mean or None,
                           std=std or None, channels_first=channels_first)
 
@@ -40,8 +70,12 @@ __all__ = [
     "DCPPriorDepth",
     "DepthEstimator",
     "ModelFileDepth",
+    "PyDNetDepth",
+    "PyDNetError",
+    "PyDNetTFLite",
     "build_depth_estimator",
     "clean_depth_pairs",
+    "is_pydnet_file",
     "middlebury_depth",
     "normalize_depth",
     "rgbd_depth",

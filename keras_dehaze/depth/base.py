@@ -1,6 +1,8 @@
-"""The depth-estimator interface shared by the DCP prior and user-supplied depth networks."""
+"""The depth-estimator interface shared by the DCP prior and user-supplied depth networks.
 
-from keras_dehaze.backend import tf
+TensorFlow is imported on first use, so numpy-only estimators (PyDNet++ through LiteRT) and the
+dataset-depth loaders can be used without it.
+"""
 
 NORMALIZATIONS = ("max", "minmax", "none")
 
@@ -12,6 +14,8 @@ def normalize_depth(depth, mode="max", eps=1e-6):
     "minmax": (d - min) / (max - min) (for affine-invariant outputs of learned models);
     "none": unchanged. Differentiable almost everywhere.
     """
+    from keras_dehaze.backend import tf
+
     if mode == "none":
         return depth
     if mode not in NORMALIZATIONS:
@@ -48,6 +52,8 @@ class DepthEstimator:
         raise NotImplementedError
 
     def __call__(self, images):
+        from keras_dehaze.backend import tf
+
         images = tf.convert_to_tensor(images, tf.float32)
         depth = self.predict(images)
         if depth.shape.rank == 3:

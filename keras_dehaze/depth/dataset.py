@@ -76,67 +76,75 @@ def normalize_depth_map(depth, percentile=99.0):
     return np.clip(depth / max(scale, 1e-6), 0.0, 1.0).astype(np.float32)
 
 
-def depth_from_disparity(disparity, scale=1.0):
-    """Relative depth in [0, 1] from a disparity map (0 = unknown): 1 / (disparity / scale)."""
+def depth_from_disparity(disparity, scale=1.0, return_valid=False):
+    """Relative depth in [0, 1] from a disparity map (0 = unknown): 1 / (disparity / scale).
+
+    With ``return_valid``, returns (depth, valid mask of the measured pixels) instead.
+    """
     disparity = np.asarray(disparity, np.float64) / float(scale)
     valid = disparity > 0
     depth = np.where(valid, 1.0 / np.maximum(disparity, 1e-9), 0.0)
-    return normalize_depth_map(fill_holes(depth, valid))
+    depth = normalize_depth_map(fill_holes(depth, valid))
+    return (depth, valid) if return_valid else depth
 
 
-def depth_from_sensor(raw, scale=1000.0):
-    """Relative depth in [0, 1] from a uint16 sensor depth map (0 = hole); scale: units per metre."""
+def depth_from_sensor(raw, scale=1000.0, return_valid=False):
+    """Relative depth in [0, 1] from a uint16 sensor depth map (0 = hole); scale: units per metre.
+
+    With ``return_valid``, returns (depth, valid mask of the measured pixels) instead.
+    """
     raw = np.asarray(raw, np.float64)
     valid = raw > 0
-    return normalize_depth_map(fill_holes(raw / float(scale), valid))
+    depth = normalize_depth_map(fill_holes(raw / float(scale), valid))
+    return (depth, valid) if return_valid else depth
 
 
-def middlebury_depth(path, scale=None):
+def middlebury_depth(path, scale=None, return_valid=False):
     """Depth from a Middlebury disparity PNG (2003 ``_disp_NN``: value / 4; 2006 ``GT``: value)."""
     if scale is None:
         scale = 4.0 if "_disp_" in os.path.basename(path) else 1.0
-    return depth_from_disparity(_read_raw(path), scale)
+    return depth_from_disparity(_read_raw(path), scale, return_valid)
 
 
-def rgbd_depth(path, scale=None):
+def rgbd_depth(path, scale=None, return_valid=False):
     """Depth from a uint16 RGB-D map (TUM ``*_depth.png``: 5000 per metre; else millimetres)."""
     if scale is None:
         scale = 5000.0 if os.path.basename(path).lower().startswith("tum") else 1000.0
-    return depth_from_sensor(_read_raw(path), scale)
+    return depth_from_sensor(_read_raw(path), scale, return_valid)
 
 
 def _by_stem(folder):
     return {os.path.splitext(n)[0]: os.path.join(folder, n) for n in _image_names(folder)}
 
 
-def _middlebury(folder):
+def _middlebury(folder, valid=False):
     files, pairs = _by_stem(folder), []
     for stem, path in sorted(files.items(), key=lambda kv: natural_key(kv[0])):
         m = _MB2003.match(stem)
         if m and f"{m['scene']}_disp_{m['view']}" in files:
             disp = files[f"{m['scene']}_disp_{m['view']}"]
-            pairs.append((path, lambda p=disp: middlebury_depth(p, 4.0)))
+            pairs.append((path, lambda p=disp: middlebury_depth(p, 4.0, valid)))
             continue
         m = _MB2006.match(stem)
         if m and f"{m['scene']}GT" in files:
             disp = files[f"{m['scene']}GT"]
-            pairs.append((path, lambda p=disp: middlebury_depth(p, 1.0)))
+            pairs.append((path, lambda p=disp: middlebury_depth(p, 1.0, valid)))
     return pairs
 
 
-def _rgbd(folder):
+def _rgbd(folder, valid=False):
     pairs = []
     color, depth = os.path.join(folder, "color"), os.path.join(folder, "depth")
     if os.path.isdir(color) and os.path.isdir(depth):
         depths = _by_stem(depth)
         for stem, path in sorted(_by_stem(color).items(), key=lambda kv: natural_key(kv[0])):
             if stem in depths:
-                pairs.append((path, lambda p=depths[stem]: rgbd_depth(p, 1000.0)))
+                pairs.append((path, lambda p=depths[stem]: rgbd_depth(p, 1000.0, valid)))
     files = _by_stem(folder)
     for stem, path in sorted(files.items(), key=lambda kv: natural_key(kv[0])):
         m = _TUM.match(stem)
         if m and f"{m['name']}_depth" in files:
-            pairs.append((path, lambda p=files[f"{m['name']}_depth"]: rgbd_depth(p, 5000.0)))
+            pairs.append((path, lambda p=files[f"{m['name']}_depth"]: rgbd_depth(p, 5000.0, valid)))
     return pairs
 
 
@@ -170,7 +178,7 @@ def _detect(folder):
     return None
 
 
-def clean_depth_pairs(folder, kind="auto", exclude_scenes=(), recursive=True):
+def clean_depth_pairs(folder, kind="auto", exclude_scenes=(), recursive=True, with_valid=False):
     """(clean image path, depth) for every clean image of `folder` that has depth.
 
     Args:
@@ -180,6 +188,9 @@ def clean_depth_pairs(folder, kind="auto", exclude_scenes=(), recursive=True):
             folder holding ``middlebury/`` and ``rgbd/``).
         exclude_scenes: SOTS scene ids to leave out (validation scenes must not be seen by
             the clean branch).
+        with_valid: RGB-D and Middlebury callables return (depth, valid) with the mask of the
+            measured (not hole-filled) pixels, for evaluating estimators
+            (`keras_dehaze.depth.evaluate`); only these two kinds support it.
 
     Returns:
         A list of (clean_path, depth): depth is a zero-argument callable returning the HxW
@@ -196,19 +207,21 @@ def clean_depth_pairs(folder, kind="auto", exclude_scenes=(), recursive=True):
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     found = _detect(folder) if kind == "auto" else kind
     exclude = {str(s) for s in exclude_scenes}
+    if with_valid and found in ("sots", "prepared"):
+        raise ValueError(f"{folder}: with_valid needs measured depth (RGB-D or Middlebury), not {found!r}")
     if found == "sots":
         pairs = _sots(folder, exclude)
     elif found == "rgbd":
-        pairs = _rgbd(folder)
+        pairs = _rgbd(folder, with_valid)
     elif found == "middlebury":
-        pairs = _middlebury(folder)
+        pairs = _middlebury(folder, with_valid)
     elif found == "prepared":
         from keras_dehaze.data.unpaired import find_clean_depth
 
         pairs = [(p.clear, p.hazy) for p in find_clean_depth(folder)]
     elif recursive:
         pairs = [p for sub in _subdirs(folder)
-                 for p in clean_depth_pairs(os.path.join(folder, sub), "auto", exclude, False) or []]
+                 for p in clean_depth_pairs(os.path.join(folder, sub), "auto", exclude, False, with_valid) or []]
     else:
         return []
     if not pairs and (recursive or kind != "auto"):

