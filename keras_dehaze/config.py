@@ -157,6 +157,17 @@ class CORUNConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """Distillation from a frozen pretrained teacher (trainer.name: distill)."""
+
+    teacher: str = ""  # a preset name (e.g. lkdnet_s_mixed) or a .keras file
+    hazy: tuple = ()  # folder(s)/globs of images without ground truth, labelled by the teacher
+    unlabelled_fraction: float = 0.5  # share of batches drawn from `hazy` (when set)
+    gt_weight: float = 0.5  # on pairs: gt_weight x L1(GT) + (1 - gt_weight) x L1(teacher)
+    cr_weight: float = 0.0  # contrastive term on the student output (features: trainer.features)
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -166,6 +177,7 @@ class Config:
     rehazy: RehazyConfig = field(default_factory=RehazyConfig)
     colabator: ColabatorConfig = field(default_factory=ColabatorConfig)
     corun: CORUNConfig = field(default_factory=CORUNConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 def load_config(path=None, overrides=(), schema=Config):
