@@ -30,7 +30,8 @@ STRIDE = 4
 MIN_SIZE = 40  # the 7x7 dilation-3 conv reflects 9 pixels at 1/4 resolution: needs >= 10
 
 
-def LKDNet(variant="s", batchnorm_trainable=True, input_shape=(None, None, 3), batch_size=None, name=None):
+def LKDNet(variant="s", batchnorm_trainable=True, batchnorm=True, input_shape=(None, None, 3), batch_size=None,
+           name=None):
     """Builds LKD-Net mapping RGB in [0, 1] to RGB in [0, 1].
 
     Inside: x = 2 * input - 1; patch embed; five stages of LKD blocks (24, 48, 96, 48, 24
@@ -45,6 +46,8 @@ def LKDNet(variant="s", batchnorm_trainable=True, input_shape=(None, None, 3), b
             LKD-T has 344,182 and LKD-S 636,208 trainable parameters).
         batchnorm_trainable: False freezes the BatchNorm layers (statistics and affine), so
             fine-tuning with small batches keeps the pretrained statistics.
+        batchnorm: False builds the inference graph without BatchNorm layers, whose affine maps
+            are folded into the 1x1 convs that read them (``fold_batchnorm``; for export).
         input_shape, batch_size: fix them (e.g. (256, 256, 3), 1) for a TFLite export.
         name: model name (default ``lkdnet_<variant>``).
 
@@ -59,7 +62,8 @@ def LKDNet(variant="s", batchnorm_trainable=True, input_shape=(None, None, 3), b
     if variant not in VARIANTS:
         raise ValueError(f"unknown LKD-Net variant {variant!r}; known: {sorted(VARIANTS)}")
     depths = VARIANTS[variant]
-    stage = lambda x, name, dim, depth: _stage(x, name, dim, depth, bool(batchnorm_trainable))  # noqa: E731
+    bn = (bool(batchnorm_trainable) if batchnorm else None)  # None: no BatchNorm layers (folded)
+    stage = lambda x, name, dim, depth: _stage(x, name, dim, depth, bn)  # noqa: E731
     conv = keras.layers.Conv2D
 
     inputs = keras.Input(shape=input_shape, batch_size=batch_size, name="hazy")
@@ -101,8 +105,11 @@ def _stage(x, name, dim, depth, bn_trainable):
 
 def _lkd_block(x, name, dim, bn_trainable):
     """Decomposed large-kernel conv (5x5 dw + 7x7 dilation-3 dw) and CEFN, both residual."""
-    bn = lambda n: keras.layers.BatchNormalization(  # noqa: E731
-        epsilon=1e-5, momentum=0.9, trainable=bn_trainable, name=f"{name}_{n}")
+    def bn(n):
+        if bn_trainable is None:  # folded into the following 1x1 convs
+            return lambda t: t
+        return keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, trainable=bn_trainable, name=f"{name}_{n}")
+
     y = keras.layers.Conv2D(dim, 1, name=f"{name}_Linear1")(bn("norm1")(x))
     y = keras.layers.DepthwiseConv2D(5, name=f"{name}_DWConv")(ReflectionPad2D(2, name=f"{name}_DWConv_pad")(y))
     y = keras.layers.DepthwiseConv2D(7, dilation_rate=3, name=f"{name}_DWDConv")(
@@ -141,3 +148,37 @@ def _sk_fusion(a, b, name, reduction=8):
     s = keras.layers.Activation("sigmoid", name=f"{name}_weight")(keras.layers.Subtract(name=f"{name}_logit")([za, zb]))
     diff = keras.layers.Subtract(name=f"{name}_diff")([a, b])
     return keras.layers.Add(name=f"{name}_out")([b, keras.layers.Multiply(name=f"{name}_mix")([diff, s])])
+
+
+def fold_batchnorm(model, input_shape=(None, None, 3), batch_size=None):
+    """An equivalent LKD-Net without BatchNorm layers, for export (fewer ops, better int8).
+
+    Each BatchNorm is an affine map ``s * x + t`` per channel (inference statistics) read only
+    by 1x1 convs (``Linear1`` after ``norm1``; ``cemlp_mlp_mlp_0`` and, through the linear global
+    pooling, ``cemlp_ca_1`` after ``norm2``), so ``W (s x + t) + c = (W s) x + (W t + c)`` exactly.
+    """
+    variant = model.name.rsplit("_", 1)[-1] if model.name.startswith("lkdnet_") else None
+    depths = tuple(sum(1 for l in model.layers if l.name.startswith(f"layer{i}_") and l.name.endswith("_norm1"))
+                   for i in range(1, 6))
+    variant = next((v for v, d in VARIANTS.items() if d == depths), variant)
+    folded = LKDNet(variant, batchnorm=False, input_shape=input_shape, batch_size=batch_size, name=model.name)
+    readers = {"norm1": ["Linear1"], "norm2": ["cemlp_mlp_mlp_0", "cemlp_ca_1"]}
+    changed = {}
+    for layer in model.layers:
+        if type(layer).__name__ != "BatchNormalization":
+            continue
+        gamma, beta, mean, var = (w.numpy().astype("float64") for w in (layer.gamma, layer.beta, layer.moving_mean,
+                                                                           layer.moving_variance))
+        scale = gamma / (var + layer.epsilon) ** 0.5
+        shift = beta - mean * scale
+        block, norm = layer.name.rsplit("_", 1)
+        for reader in readers[norm]:
+            conv = model.get_layer(f"{block}_{reader}")
+            kernel, bias = (w.numpy().astype("float64") for w in (conv.kernel, conv.bias))
+            changed[conv.name] = [(kernel * scale[None, None, :, None]).astype("float32"),
+                                  (bias + kernel[0, 0].T @ shift).astype("float32")]
+    for layer in folded.layers:
+        if not layer.weights:
+            continue
+        layer.set_weights(changed.get(layer.name) or model.get_layer(layer.name).get_weights())
+    return folded
