@@ -147,7 +147,17 @@ def load_tiling_module():
 
 def load_gpu_module():
     """Loads ``keras_dehaze/litert_gpu.py`` (numpy + ai_edge_litert only) by file path: LiteRT's
-    GPU accelerator through ``CompiledModel``. Needed only for ``accelerator="gpu"``."""
+    GPU accelerator through ``CompiledModel``. Needed only for ``accelerator="gpu"``.
+
+    When the ``keras_dehaze`` package is already imported (the package's CLI), its
+    ``keras_dehaze.litert_gpu`` is used instead, so that ``except
+    keras_dehaze.litert_gpu.GpuUnavailableError`` catches what this runner raises."""
+    if sys.modules.get("keras_dehaze") is not None:
+        try:
+            import keras_dehaze.litert_gpu as package_module
+            return package_module
+        except ImportError:
+            pass
     return _load_sibling("litert_gpu.py", _GPU_MODULE_NAME)
 
 

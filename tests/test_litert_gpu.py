@@ -259,3 +259,5 @@ def test_runner_argument_validation(tmp_path):
         edge_runner.TFLiteDehazer(dummy, accelerator="gpu", gpu_precision="fp8")
     args = edge_runner.build_parser().parse_args(["x.png", "-m", "m.tflite", "-o", "out"])
     assert (args.accelerator, args.gpu_precision, args.gpu_allow_partial) == ("cpu", "fp32", False)
+    # With the package imported, the runner raises the package's exception classes.
+    assert edge_runner.load_gpu_module() is litert_gpu
