@@ -87,11 +87,28 @@ partitioning, per-GPU limits (texture sizes, OpenCL vs OpenGL backends), and oth
 parse-time shape checks. ``compatible=True`` means "no rule above is violated", not a run
 on a device.
 
+Two backends, two verdicts. The rules above are those of the CLASSIC GPU delegate (OpenCL /
+OpenGL ES, ``tflite/delegates/gpu``), which is what Android/desktop builds of TFLite use. The
+ai-edge-litert 2.x wheel executes GPU models on a different runtime, the WebGPU accelerator
+(``libLiteRtWebGpuAccelerator.so`` through ``CompiledModel``; keras_dehaze/litert_gpu.py). Its
+op set was measured, not read from source (ai-edge-litert 2.3.0 on Mesa 25 lavapipe, 2026-12,
+[M]): it also takes TOPK_V2 and 2-D STRIDED_SLICE (the classic rules want rank 3 or 4), and
+refuses GATHER_ND, STRIDED_SLICE with shrink_axis_mask or a negative stride, and the int8
+TRANSPOSE_CONV (v4) of the bundled int8 AE-CR-Net. ``backend="webgpu"`` applies the classic rules
+with those measured differences; anything not measured is assumed to follow the classic rules.
+Every report is labelled with its backend ("classic OpenCL/GL delegate rules: ...",
+"LiteRT WebGPU accelerator rules: ..."); the CLI prints both.
+
+Both are static estimates. The check that counts is the executed one: compile the model on the
+accelerator GPU-only and run it (``keras_dehaze.litert_gpu.compile_on_gpu``, which refuses
+partial acceleration; ``edge/infer.py --accelerator gpu``; tests/test_litert_gpu.py).
+
 CLI::
 
-    python edge/gpu_compat.py model.tflite [--no-quant] [--json]
+    python edge/gpu_compat.py model.tflite [--no-quant] [--json] [--backend classic|webgpu|both]
 
-prints the verdict and the offending ops; exit code 0 compatible, 1 incompatible.
+prints the verdict(s) and the offending ops; exit code 0 when every printed verdict is
+compatible, 1 otherwise.
 """
 from __future__ import annotations
 
@@ -107,6 +124,9 @@ except ImportError:  # run as a script (python edge/gpu_compat.py) or with edge/
 
 __all__ = [
     "check_gpu_compatibility",
+    "check_all_backends",
+    "BACKENDS",
+    "WEBGPU_OP_RULES",
     "GpuReport",
     "IncompatibleOp",
     "OpRule",
@@ -130,6 +150,17 @@ RULE_SOURCES = {
     "W": "https://ai.google.dev/edge/litert/performance/gpu",
     "T": "https://github.com/tensorflow/tensorflow/blob/master/tensorflow/lite/tools/versioning/gpu_compatibility.cc",
     "O": _LITERT + "tflite/delegates/gpu/common/object_reader.cc",
+}
+
+WEBGPU_RULES_VERSION = (
+    "LiteRT WebGPU accelerator (libLiteRtWebGpuAccelerator.so, ai-edge-litert 2.3.0), measured on "
+    "Mesa 25.0.7 lavapipe 2026-12: classic delegate rules + TOPK_V2 + 2-D STRIDED_SLICE; int8 "
+    "TRANSPOSE_CONV refused"
+)
+# backend key -> label printed with its verdict
+BACKENDS = {
+    "classic": "classic OpenCL/GL delegate rules",
+    "webgpu": "LiteRT WebGPU accelerator rules",
 }
 
 # [W] documented list (subset of the parser table); informational only.
@@ -242,6 +273,16 @@ OP_RULES: dict[str, OpRule] = {
     "UNPACK": OpRule(None, ()),
 }
 
+# [M] The WebGPU accelerator's differences from OP_RULES (measured, see the module docstring).
+WEBGPU_OP_RULES: dict[str, OpRule] = {
+    **OP_RULES,
+    "TOPK_V2": OpRule(None, ("topk_const_k",)),
+    "STRIDED_SLICE": OpRule(4, ("strided_slice_webgpu",)),
+    "TRANSPOSE_CONV": OpRule(3, ("convolution_io", "strides", "float_weights")),
+}
+WEBGPU_EXTRA_OUTPUT_TYPES = {"TOPK_V2": frozenset({"int32"})}
+WEBGPU_EXTRA_INPUT_TYPES = {"TOPK_V2": frozenset({"int32"})}
+
 # [P] kTfLiteBuiltinCustom branch; checks from [C] CheckCustomOpsGpuDelegateCompatibility.
 CUSTOM_OP_RULES: dict[str, OpRule] = {
     "Convolution2DTransposeBias": OpRule(None, ("min_two_inputs",)),
@@ -298,6 +339,11 @@ class GpuReport:
     rules_version: str = RULES_VERSION
     rule_sources: dict[str, str] = field(default_factory=lambda: dict(RULE_SOURCES))
     path: str | None = None
+    backend: str = "classic"
+
+    @property
+    def backend_label(self) -> str:
+        return BACKENDS[self.backend]
 
     @property
     def incompatible_op_names(self) -> list[str]:
@@ -309,13 +355,14 @@ class GpuReport:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["incompatible_op_names"] = self.incompatible_op_names
+        d["backend_label"] = self.backend_label
         return d
 
     def format(self) -> str:
         verdict = "COMPATIBLE" if self.compatible else "NOT COMPATIBLE"
         lines = [
-            f"GPU delegate: {verdict}  ({self.path or '<model>'})",
-            f"  ops claimed by the delegate: {self.n_ops_supported}/{self.n_ops}"
+            f"{self.backend_label}: {verdict}  ({self.path or '<model>'})",
+            f"  ops claimed: {self.n_ops_supported}/{self.n_ops}"
             f"  (quantized ops {'allowed' if self.allow_quant_ops else 'not allowed'})",
         ]
         if self.model_issues:
@@ -328,6 +375,8 @@ class GpuReport:
             lines.append("  notes:")
             lines += [f"    - {n}" for n in self.notes]
         lines.append(f"  rules: {self.rules_version}")
+        lines.append("  (a static estimate: the executed check, keras_dehaze/litert_gpu.py / "
+                     "infer.py --accelerator gpu, is the one that counts)")
         return "\n".join(lines)
 
     __str__ = format
@@ -344,6 +393,7 @@ class _Ctx:
     mirror_modes: dict[int, str]
     lstm_kernels: dict[int, str]
     fc_formats: dict[int, str]
+    backend: str = "classic"
 
 
 def _dims(t: TensorInfo | None) -> tuple[int, ...]:
@@ -723,6 +773,28 @@ def _c_strided_slice(op, ctx):
     return r
 
 
+def _c_strided_slice_webgpu(op, ctx):
+    """[M] As the classic check, but a 2-D input is accepted (measured; 1-D was not measured)."""
+    rank = len(_dims(op.inputs[0])) if op.inputs else 0
+    return [r for r in _c_strided_slice(op, ctx)
+            if not (rank == 2 and r.startswith("STRIDED_SLICE supports 3-D or 4-D input only"))]
+
+
+def _c_topk_const_k(op, ctx):
+    """[M] TOPK_V2 with a constant k was accepted (values and int32 indices outputs)."""
+    if len(op.inputs) < 2 or op.inputs[1] is None or not op.inputs[1].is_constant:
+        return ["TOPK_V2 with a runtime k was not measured on the WebGPU accelerator [M]"]
+    return []
+
+
+def _c_float_weights(op, ctx):
+    """[M] The int8 TRANSPOSE_CONV (v4) of the bundled int8 model was refused."""
+    w = op.inputs[1] if len(op.inputs) > 1 else None
+    if w is not None and w.dtype in ("int8", "uint8"):
+        return [f"{op.name} with {w.dtype} weights is refused by the WebGPU accelerator [M]"]
+    return []
+
+
 def _c_resize_bilinear(op, ctx):
     o = op.options
     if o.get("align_corners") and o.get("half_pixel_centers"):
@@ -783,12 +855,16 @@ _CHECKS: dict[str, Callable[[OpInfo, _Ctx], list[str]]] = {
 # --------------------------------------------------------------------------- main entry
 
 
-def _tensor_rule_reasons(op: OpInfo, allow_quant: bool) -> list[str]:
+def _tensor_rule_reasons(op: OpInfo, allow_quant: bool, backend: str = "classic") -> list[str]:
     """[P] GetOpsToReplace / IsAllAllowedTensors."""
     r = []
     base = BASE_TYPES | (QUANT_TYPES if allow_quant else frozenset())
-    ok_in = base | EXTRA_INPUT_TYPES.get(op.name, frozenset()) if not op.is_custom else base
-    ok_out = base | EXTRA_OUTPUT_TYPES.get(op.name, frozenset()) if not op.is_custom else base
+    extra_in, extra_out = dict(EXTRA_INPUT_TYPES), dict(EXTRA_OUTPUT_TYPES)
+    if backend == "webgpu":
+        extra_in.update(WEBGPU_EXTRA_INPUT_TYPES)
+        extra_out.update(WEBGPU_EXTRA_OUTPUT_TYPES)
+    ok_in = base | extra_in.get(op.name, frozenset()) if not op.is_custom else base
+    ok_out = base | extra_out.get(op.name, frozenset()) if not op.is_custom else base
     for kind, tensors, allowed in (("input", op.inputs, ok_in), ("output", op.outputs, ok_out)):
         for i, t in enumerate(tensors):
             if t is None:
@@ -817,13 +893,14 @@ def _check_op(op: OpInfo, ctx: _Ctx) -> tuple[list[str], list[str]]:
     else:
         if _is_fp16_weight_dequantize(op):
             return [], notes
-        rule = OP_RULES.get(op.name)
+        rule = (WEBGPU_OP_RULES if ctx.backend == "webgpu" else OP_RULES).get(op.name)
         if rule is None:
             return ([f"{op.name} is not in the GPU delegate's supported op set ('Operation is "
                      f"not supported.') [P NewOperationParser]"], notes)
         if rule.quant_only and not ctx.allow_quant:
             return ([f"{op.name} is only delegated with quantized ops allowed (ENABLE_QUANT) [P]"], notes)
-        if op.name not in DOCUMENTED_OPS and op.name not in ("DEQUANTIZE", "QUANTIZE"):
+        if (op.name not in DOCUMENTED_OPS and op.name not in ("DEQUANTIZE", "QUANTIZE")
+                and not (ctx.backend == "webgpu" and op.name not in OP_RULES)):
             notes.append(f"{op.name} is supported by the delegate source [P] but not listed on the docs page [W]")
     reasons: list[str] = []
     if _is_fp16_weight_dequantize(op):
@@ -836,7 +913,7 @@ def _check_op(op: OpInfo, ctx: _Ctx) -> tuple[list[str], list[str]]:
                        f"[P CheckMaxSupportedOpVersion]")
     for check in rule.checks:
         reasons += _CHECKS[check](op, ctx)
-    reasons += _tensor_rule_reasons(op, ctx.allow_quant)
+    reasons += _tensor_rule_reasons(op, ctx.allow_quant, ctx.backend)
     # de-duplicate, keep order
     seen, out = set(), []
     for r in reasons:
@@ -871,12 +948,18 @@ def _with_constants(op: OpInfo, const_ids: set[int]) -> OpInfo:
     return replace(op, inputs=ins)
 
 
-def check_gpu_compatibility(path_or_info, allow_quant_ops: bool = True) -> GpuReport:
-    """Check a .tflite file (path/bytes) or a :class:`ModelInfo` against the GPU delegate rules.
+def check_gpu_compatibility(path_or_info, allow_quant_ops: bool = True,
+                            backend: str = "classic") -> GpuReport:
+    """Check a .tflite file (path/bytes) or a :class:`ModelInfo` against GPU rules.
 
     allow_quant_ops: mirror ``TFLITE_GPU_EXPERIMENTAL_FLAGS_ENABLE_QUANT`` (default on, as in
     ``TfLiteGpuDelegateOptionsV2Default()`` and the Android API).
+    backend: "classic" (the OpenCL/GL GPU delegate's rules, default) or "webgpu" (LiteRT's
+    WebGPU accelerator: the classic rules with the measured differences, [M]). A static
+    estimate either way: executing the model on the accelerator is the check that counts.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
     info = path_or_info if isinstance(path_or_info, ModelInfo) else load_model_info(path_or_info)
     s = schema()
 
@@ -917,7 +1000,7 @@ def check_gpu_compatibility(path_or_info, allow_quant_ops: bool = True) -> GpuRe
     bad: list[IncompatibleOp] = []
     n_ops = 0
     for sg in info.subgraphs:
-        ctx = _Ctx(sg=sg, allow_quant=allow_quant_ops, **enums)
+        ctx = _Ctx(sg=sg, allow_quant=allow_quant_ops, backend=backend, **enums)
         fp16_consts = _fp16_dequantized_constants(sg)
         for op in sg.ops:
             if fp16_consts:
@@ -939,22 +1022,40 @@ def check_gpu_compatibility(path_or_info, allow_quant_ops: bool = True) -> GpuRe
         n_ops_supported=n_ops - len(bad),
         allow_quant_ops=allow_quant_ops,
         path=info.path,
+        backend=backend,
+        rules_version=RULES_VERSION if backend == "classic" else WEBGPU_RULES_VERSION,
     )
+
+
+def check_all_backends(path_or_info, allow_quant_ops: bool = True) -> dict[str, GpuReport]:
+    """``{backend: GpuReport}`` for every backend in ``BACKENDS`` (classic first)."""
+    info = path_or_info if isinstance(path_or_info, ModelInfo) else load_model_info(path_or_info)
+    return {b: check_gpu_compatibility(info, allow_quant_ops, backend=b) for b in BACKENDS}
 
 
 def _main(argv: Iterable[str] | None = None) -> int:
     import argparse
 
     p = argparse.ArgumentParser(
-        description="Check a .tflite model against the LiteRT GPU delegate's rules "
-        "(no TensorFlow needed). Exit code 0 = compatible, 1 = not compatible."
+        description="Check a .tflite model against GPU rules (no TensorFlow needed): the classic "
+        "OpenCL/GL delegate's and LiteRT's WebGPU accelerator's, each verdict labelled. A static "
+        "estimate: running the model with infer.py --accelerator gpu is the check that counts. "
+        "Exit code 0 = every printed verdict compatible, 1 = not."
     )
     p.add_argument("model", nargs="+", help=".tflite file(s)")
     p.add_argument("--no-quant", action="store_true",
                    help="delegate without ENABLE_QUANT (QUANTIZE/DEQUANTIZE/int8 tensors rejected)")
     p.add_argument("--json", action="store_true", help="print the report(s) as JSON")
+    p.add_argument("--backend", choices=("both", *BACKENDS), default="both",
+                   help="whose rules: classic (OpenCL/GL delegate), webgpu (LiteRT WebGPU "
+                        "accelerator) or both (default; classic first)")
     a = p.parse_args(list(argv) if argv is not None else None)
-    reports = [check_gpu_compatibility(m, allow_quant_ops=not a.no_quant) for m in a.model]
+    backends = list(BACKENDS) if a.backend == "both" else [a.backend]
+    reports = []
+    for m in a.model:
+        info = load_model_info(m)
+        reports += [check_gpu_compatibility(info, allow_quant_ops=not a.no_quant, backend=b)
+                    for b in backends]
     if a.json:
         print(json.dumps([r.to_dict() for r in reports], indent=2))
     else:

@@ -8,6 +8,7 @@ launches it; the package's ``keras-dehaze dehaze --model x.tflite`` imports its 
 Usage::
 
     python edge/infer.py --model model.tflite INPUT... -o OUTDIR [--threads N] [--tile-overlap 32]
+                         [--accelerator cpu|gpu] [--gpu-precision fp32|default]
 
 INPUT may be image files, folders (their images; ``--recursive`` for sub-folders) or glob
 patterns (quote them: ``"photos/*.jpg"``). Each result is written as ``OUTDIR/<stem>_dehazed.png``
@@ -26,8 +27,15 @@ quantization scale and zero point stored in the model.
 Dependencies: numpy, opencv (cv2) and a TFLite interpreter: ``ai_edge_litert`` (preferred;
 ``ai_edge_litert.interpreter.Interpreter``) or the older ``tflite_runtime``.
 
+``--accelerator gpu`` runs the model on LiteRT's GPU accelerator (``CompiledModel``, WebGPU;
+needs ai_edge_litert 2.x and ``litert_gpu.py``, loaded by file path like ``tiling.py``). It needs
+a fixed-size model; a model with operators the GPU does not take (e.g. the int8 AE-CR-Net's
+TRANSPOSE_CONV, GATHER_ND) is refused unless ``--gpu-allow-partial``. On Linux the accelerator
+needs a Vulkan driver (a GPU's, or Mesa >= 25's software lavapipe: docs/deployment.md).
+
 To deploy on a Raspberry Pi (64-bit Raspberry Pi OS) or any other device: copy
-``keras_dehaze/edge_runner.py`` and ``keras_dehaze/tiling.py`` into one folder, then::
+``keras_dehaze/edge_runner.py`` and ``keras_dehaze/tiling.py`` (and ``keras_dehaze/litert_gpu.py``
+for ``--accelerator gpu``) into one folder, then::
 
     pip install ai-edge-litert numpy opencv-python-headless
     python edge_runner.py --model model_int8.tflite photos/ -o dehazed/ --threads 4
@@ -39,6 +47,7 @@ Python API::
 
     from edge_runner import TFLiteDehazer, read_image, write_image   # its folder on sys.path
     d = TFLiteDehazer("model.tflite", threads=2)
+    g = TFLiteDehazer("model_float32.tflite", accelerator="gpu", gpu_precision="fp32")
     d.input_size, d.input_dtype          # (256, 256), dtype('int8')
     image, bit_depth = read_image("hazy.jpg")   # float32 RGB in [0, 1]
     out = d.dehaze(image)                        # float32 RGB in [0, 1], same size
@@ -66,12 +75,19 @@ __all__ = [
     "write_image",
     "load_interpreter_class",
     "load_tiling_module",
+    "load_gpu_module",
+    "ACCELERATORS",
+    "GPU_PRECISIONS",
     "collect_inputs",
     "output_paths",
     "main",
 ]
 
 DEFAULT_TILE_OVERLAP = 32
+ACCELERATORS = ("cpu", "gpu")
+# --gpu-precision: fp32 = GpuOptions(enforce_f32=True); default = the accelerator's own choice
+# (float16 arithmetic on most GPUs, ~50-60 dB from the CPU result).
+GPU_PRECISIONS = ("fp32", "default")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
                     ".pnm")
 
@@ -79,18 +95,45 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", "
 # --------------------------------------------------------------------------- tiling (by path)
 
 _TILING_MODULE_NAME = "_keras_dehaze_edge_tiling"
+_GPU_MODULE_NAME = "_keras_dehaze_edge_litert_gpu"
 
 
-def _tiling_candidates():
+def _sibling_candidates(filename):
     here = os.path.dirname(os.path.abspath(__file__))
     real = os.path.dirname(os.path.realpath(__file__))
     seen = []
     for folder in (here, real):
-        for path in (os.path.join(folder, "tiling.py"),):
-            path = os.path.normpath(path)
-            if path not in seen:
-                seen.append(path)
+        path = os.path.normpath(os.path.join(folder, filename))
+        if path not in seen:
+            seen.append(path)
     return seen
+
+
+def _tiling_candidates():
+    return _sibling_candidates("tiling.py")
+
+
+def _load_sibling(filename, module_name):
+    """Loads a numpy-only helper module of ``keras_dehaze/`` by file path (the package is not
+    imported), from this file's folder (``keras_dehaze/`` in the repository, or the folder the
+    files were copied to on a device)."""
+    module = sys.modules.get(module_name)
+    if module is not None:
+        return module
+    candidates = _sibling_candidates(filename)
+    for path in candidates:
+        if os.path.isfile(path):
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[module_name]
+                raise
+            return module
+    raise ImportError(f"{filename} not found; looked for " + ", ".join(candidates) +
+                      f". Copy keras_dehaze/{filename} next to edge_runner.py.")
 
 
 def load_tiling_module():
@@ -99,23 +142,23 @@ def load_tiling_module():
     Looks in this file's folder (``keras_dehaze/`` in the repository, or the folder both files
     were copied to on a device).
     """
-    module = sys.modules.get(_TILING_MODULE_NAME)
-    if module is not None:
-        return module
-    candidates = _tiling_candidates()
-    for path in candidates:
-        if os.path.isfile(path):
-            spec = importlib.util.spec_from_file_location(_TILING_MODULE_NAME, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[_TILING_MODULE_NAME] = module
-            try:
-                spec.loader.exec_module(module)
-            except BaseException:
-                del sys.modules[_TILING_MODULE_NAME]
-                raise
-            return module
-    raise ImportError("tiling.py not found; looked for " + ", ".join(candidates) +
-                      ". Copy keras_dehaze/tiling.py next to edge_runner.py.")
+    return _load_sibling("tiling.py", _TILING_MODULE_NAME)
+
+
+def load_gpu_module():
+    """Loads ``keras_dehaze/litert_gpu.py`` (numpy + ai_edge_litert only) by file path: LiteRT's
+    GPU accelerator through ``CompiledModel``. Needed only for ``accelerator="gpu"``.
+
+    When the ``keras_dehaze`` package is already imported (the package's CLI), its
+    ``keras_dehaze.litert_gpu`` is used instead, so that ``except
+    keras_dehaze.litert_gpu.GpuUnavailableError`` catches what this runner raises."""
+    if sys.modules.get("keras_dehaze") is not None:
+        try:
+            import keras_dehaze.litert_gpu as package_module
+            return package_module
+        except ImportError:
+            pass
+    return _load_sibling("litert_gpu.py", _GPU_MODULE_NAME)
 
 
 # --------------------------------------------------------------------------- interpreter
@@ -165,18 +208,39 @@ class TFLiteDehazer:
         multiple: the network's down-sampling factor: dynamic-size models are padded to a
             multiple of it; tiles are aligned to it (when the model size is a multiple of it).
         tile: (h, w) tile size for dynamic-size models (None: run the whole padded image).
+        accelerator: "cpu" (default: the TFLite interpreter, XNNPACK) or "gpu": LiteRT's GPU
+            accelerator through ``CompiledModel`` (``litert_gpu.py``, loaded by file path; needs
+            a fixed-size model and, on Linux, a Vulkan driver, e.g. Mesa 25's lavapipe).
+        gpu_precision: "fp32" (default; ``GpuOptions(enforce_f32=True)``, matches the CPU to
+            ~140 dB) or "default" (the accelerator's choice, float16 arithmetic, ~50-60 dB).
+        gpu_allow_partial: with "gpu": run operators the GPU does not take on the CPU instead
+            of refusing the model (``GpuPartialAccelerationError``).
+
+    Raises (besides the model errors): ``litert_gpu.GpuUnavailableError`` (no GPU adapter) and
+    ``litert_gpu.GpuPartialAccelerationError``, both ``RuntimeError``, for ``accelerator="gpu"``.
 
     Attributes:
         input_size: (H, W) of a fixed-size model, None if the model's size is dynamic.
         input_dtype / output_dtype: numpy dtypes of the model's input/output tensors.
         backend: "ai_edge_litert" or "tflite_runtime".
         last_tiles: number of interpreter runs of the last ``dehaze`` call.
+        accelerator: "cpu" or "gpu".
+        gpu_model: the ``litert_gpu.GpuModel`` (None on the CPU); ``gpu_model.fully_accelerated``
+            and ``gpu_model.accelerator_log`` show what ran on the accelerator.
     """
 
-    def __init__(self, model_path, threads=None, tile_overlap=None, multiple=4, tile=None):
+    def __init__(self, model_path, threads=None, tile_overlap=None, multiple=4, tile=None,
+                 accelerator="cpu", gpu_precision="fp32", gpu_allow_partial=False):
         model_path = os.fspath(model_path)
         if not os.path.isfile(model_path):
             raise FileNotFoundError(f"{model_path}: model file not found")
+        self.accelerator = str(accelerator).lower()
+        if self.accelerator not in ACCELERATORS:
+            raise ValueError(f"accelerator must be one of {ACCELERATORS}, got {accelerator!r}")
+        if gpu_precision not in GPU_PRECISIONS:
+            raise ValueError(f"gpu_precision must be one of {GPU_PRECISIONS}, got {gpu_precision!r}")
+        self.gpu_precision = gpu_precision
+        self.gpu_model = None
         self.tiling = load_tiling_module()
         interpreter_class, self.backend = load_interpreter_class()
         self.threads = int(threads) if threads else (os.cpu_count() or 1)
@@ -189,7 +253,8 @@ class TFLiteDehazer:
         try:
             self._interpreter = interpreter_class(model_path=model_path,
                                                   num_threads=self.threads)
-            self._interpreter.allocate_tensors()
+            if self.accelerator == "cpu":  # on the GPU the interpreter only describes the model
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             # The default XNNPACK CPU delegate refuses some int8 graphs (e.g. a scale outside
             # its limits) at allocate_tensors; the builtin kernels still run them (slower).
@@ -259,6 +324,27 @@ class TFLiteDehazer:
             limit = ("" if tile_size is None else
                      f" and at most {min(tile_size) - self._align} for tiles of {tile_size}")
             raise ValueError(f"tile overlap {self.tile_overlap} must be >= 0{limit}")
+        if self.accelerator == "gpu":
+            self._init_gpu(gpu_allow_partial)
+
+    def _init_gpu(self, allow_partial):
+        if self.dynamic:
+            raise ValueError(f"{self.model_path}: the GPU accelerator needs a model with a fixed "
+                             f"input size; this one is dynamic (convert it at a fixed size)")
+        gpu = load_gpu_module()
+        self.gpu_model = gpu.compile_on_gpu(self.model_path,
+                                            enforce_f32=self.gpu_precision == "fp32",
+                                            allow_partial=allow_partial)
+        shape = tuple(self._current_shape)
+        if len(self.gpu_model.inputs) != 1 or self.gpu_model.inputs[0]["shape"] != shape:
+            raise ValueError(f"{self.model_path}: the GPU-compiled model's inputs "
+                             f"{[i['shape'] for i in self.gpu_model.inputs]} differ from the "
+                             f"interpreter's {shape}")
+        out_shape = tuple(int(v) for v in self._out["shape"])
+        shapes = [o["shape"] for o in self.gpu_model.outputs]
+        if out_shape not in shapes:
+            raise ValueError(f"{self.model_path}: no GPU output of shape {out_shape} ({shapes})")
+        self._gpu_out_index = shapes.index(out_shape)
 
     def _check_dtype(self, dtype, what):
         if dtype not in (np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.int8),
@@ -268,8 +354,12 @@ class TFLiteDehazer:
 
     def __repr__(self):
         size = "dynamic" if self.dynamic else f"{self.input_size[0]}x{self.input_size[1]}"
+        where = f"threads={self.threads}, backend={self.backend}"
+        if self.gpu_model is not None:
+            where = (f"accelerator=gpu (LiteRT WebGPU, precision {self.gpu_precision}, "
+                     f"fully accelerated={self.gpu_model.fully_accelerated})")
         return (f"TFLiteDehazer({self.model_path!r}, input={size} {self.input_dtype}, "
-                f"output={self.output_dtype}, threads={self.threads}, backend={self.backend})")
+                f"output={self.output_dtype}, {where})")
 
     # -- tensors
     def _quantize(self, batch):
@@ -304,6 +394,10 @@ class TFLiteDehazer:
         elif tuple(batch.shape) != self._current_shape:
             raise ValueError(f"the model needs input shape {list(self._current_shape)}, "
                              f"got {list(batch.shape)}")
+        if self.gpu_model is not None:
+            result = self.gpu_model.run(self._quantize(batch))[self._gpu_out_index]
+            self.last_tiles += 1
+            return self._dequantize(result)
         self._interpreter.set_tensor(self._in["index"], self._quantize(batch))
         self._interpreter.invoke()
         self.last_tiles += 1
@@ -589,6 +683,16 @@ def build_parser():
                         "a multiple of it, tiles start on multiples of it (default 4)")
     p.add_argument("--bit-depth", choices=("auto", "8", "16"), default="auto",
                    help="PNG bit depth (auto: 16 for 16-bit/float inputs, else 8)")
+    p.add_argument("--accelerator", choices=ACCELERATORS, default="cpu",
+                   help="cpu: the TFLite interpreter (default); gpu: LiteRT's GPU accelerator "
+                        "(WebGPU; on Linux needs Vulkan, e.g. Mesa 25 lavapipe; fixed-size "
+                        "models only; refuses models it cannot run entirely on the GPU)")
+    p.add_argument("--gpu-precision", choices=GPU_PRECISIONS, default="fp32",
+                   help="with --accelerator gpu: fp32 (enforce float32, default) or default "
+                        "(the accelerator's choice: float16 arithmetic)")
+    p.add_argument("--gpu-allow-partial", action="store_true",
+                   help="with --accelerator gpu: run operators the GPU does not take on the CPU "
+                        "instead of refusing the model")
     p.add_argument("--recursive", "-r", action="store_true", help="search folders recursively")
     p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
     return p
@@ -601,8 +705,10 @@ def main(argv=None):
         return 2
     try:
         dehazer = TFLiteDehazer(args.model, threads=args.threads, tile_overlap=args.tile_overlap,
-                                multiple=args.multiple, tile=args.tile)
-    except (ImportError, OSError, ValueError) as e:
+                                multiple=args.multiple, tile=args.tile,
+                                accelerator=args.accelerator, gpu_precision=args.gpu_precision,
+                                gpu_allow_partial=args.gpu_allow_partial)
+    except (ImportError, OSError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     files, errors = collect_inputs(args.inputs, args.recursive)

@@ -81,6 +81,8 @@ def models(tmp_path_factory):
         "rank5": _convert(lambda x: tf.reshape(x, [1, 2, 4, 8, 3]) * 2.0, s, d / "r5.tflite"),
         "sampler_int32": _convert(sampler, s, d / "sampler_i32.tflite"),
         "sampler_float": _convert(sampler_float_index, s, d / "sampler_f32.tflite"),
+        "slice_2d": _convert(lambda x: tf.reshape(x, [8, 24])[1:7:2] * 2.0, s, d / "ss2d.tflite"),
+        "slice_shrink": _convert(lambda x: x[:, 0] * 2.0, s, d / "ss_shrink.tflite"),
     }
 
 
@@ -226,6 +228,43 @@ print(json.dumps({{
     assert res["bad"] is False and res["good"] is True
     assert res["loaded"] == []  # neither TF nor the ai_edge_litert package (native libs) was imported
     assert res["schema"].endswith("schema_py_generated.py")
+
+
+# ----------------------------------------------------------------------------- two backends
+
+
+def test_classic_and_webgpu_verdicts_are_labelled_and_differ_where_measured(models):
+    """Executed on LiteRT's WebGPU accelerator (tests/test_litert_gpu.py, SPEC section 6):
+    TOPK_V2 and a 2-D STRIDED_SLICE run fully on it; GATHER_ND and a shrink-axis STRIDED_SLICE
+    are refused. The classic OpenCL/GL delegate rules reject all four."""
+    expected_webgpu = {"topk": True, "slice_2d": True, "gather_nd": False, "slice_shrink": False,
+                       "good": True, "good_fp16": True}
+    for key, webgpu_ok in expected_webgpu.items():
+        reports = gpu_compat.check_all_backends(models[key])
+        assert list(reports) == ["classic", "webgpu"]
+        classic, webgpu = reports["classic"], reports["webgpu"]
+        assert classic.compatible == (key in ("good", "good_fp16")), (key, classic.format())
+        assert webgpu.compatible == webgpu_ok, (key, webgpu.format())
+        assert classic.format().startswith("classic OpenCL/GL delegate rules: ")
+        assert webgpu.format().startswith("LiteRT WebGPU accelerator rules: ")
+        assert "executed check" in webgpu.format() and "ai-edge-litert 2.3.0" in webgpu.rules_version
+        assert webgpu.to_dict()["backend"] == "webgpu"
+    # the default stays the classic delegate's rules
+    assert gpu_compat.check_gpu_compatibility(models["topk"]).backend == "classic"
+    with pytest.raises(ValueError, match="backend"):
+        gpu_compat.check_gpu_compatibility(models["topk"], backend="opencl")
+
+
+def test_cli_prints_both_labelled_verdicts(models):
+    env = dict(os.environ, PYTHONPATH="")
+    cli = [sys.executable, str(EDGE / "gpu_compat.py"), str(models["topk"])]
+    both = subprocess.run(cli, capture_output=True, text=True, env=env, timeout=60)
+    assert both.returncode == 1, both.stderr  # the classic verdict is NOT COMPATIBLE
+    assert "classic OpenCL/GL delegate rules: NOT COMPATIBLE" in both.stdout
+    assert "LiteRT WebGPU accelerator rules: COMPATIBLE" in both.stdout
+    webgpu = subprocess.run(cli + ["--backend", "webgpu"], capture_output=True, text=True, env=env,
+                            timeout=60)
+    assert webgpu.returncode == 0 and "classic" not in webgpu.stdout.split("\n")[0]
 
 
 def test_cli_exit_codes(models):
