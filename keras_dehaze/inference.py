@@ -89,7 +89,14 @@ class IdentityDehazer:
     needs_tensorflow = False
 
     def __call__(self, image, dtype=np.float32, progress=None):
-        out = to_dtype(as_unit_float(image), dtype)
+        image = np.asarray(image)
+        dtype = np.dtype(dtype)
+        if image.dtype == dtype and dtype != np.float32:
+            out = np.array(image)  # the same pixels
+        else:  # in bands of rows: no full-size float temporaries for huge photos
+            out = np.empty(image.shape, dtype)
+            for r0 in range(0, image.shape[0], 256):
+                out[r0:r0 + 256] = to_dtype(as_unit_float(image[r0:r0 + 256]), dtype)
         if progress is not None:
             progress(1, 1)
         return out
