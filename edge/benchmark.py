@@ -4,7 +4,7 @@
 Usage::
 
     python edge/benchmark.py MODEL.tflite... [--sizes 256x256 460x620] [--threads 1 2]
-        [--warmup 3] [--runs 10] [--keras CKPT.keras] --json out.json
+        [--warmup 3] [--runs 10] [--keras CKPT.keras] [--json out.json]
 
 For every model x size x thread count, a FRESH Python subprocess loads the model, runs
 ``--warmup`` untimed calls and ``--runs`` timed calls, and reports the median and minimum
@@ -32,7 +32,7 @@ custom layers registered, called through ``tf.function`` (TensorFlow is imported
 worker; the TFLite workers import only numpy and the interpreter). Its threads are TensorFlow's
 intra-op threads (inter-op 1).
 
-The table is printed and the full results written to ``--json``.
+The table is always printed; with ``--json`` the full results are also written to that file.
 """
 
 from __future__ import annotations
@@ -292,7 +292,8 @@ def main(argv=None):
     p.add_argument("--runs", type=int, default=10, help="timed runs (default 10)")
     p.add_argument("--keras", action="append", default=[], metavar="CKPT.keras",
                    help="also time this Keras float model (tf.function) as a reference")
-    p.add_argument("--json", required=True, metavar="OUT.json", help="write results here")
+    p.add_argument("--json", default=None, metavar="OUT.json",
+                   help="also write the full results (per-run details, machine) to this JSON file")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per worker")
     args = p.parse_args(argv)
     if not args.models and not args.keras:
@@ -347,12 +348,14 @@ def main(argv=None):
         "runs": args.runs,
         "results": rows,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(report, f, indent=2)
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
     print()
     print_table(rows)
-    print(f"\nwrote {args.json}")
+    if args.json:
+        print(f"\nwrote {args.json}")
     failed = [r for r in rows if r.get("size_mode") == "error"]
     return 1 if failed else 0
 

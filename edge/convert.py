@@ -1,10 +1,11 @@
 """Checkpoint -> TFLite float32 / float16 / int8, with optional QAT fine-tuning and a report.
 
-    python edge/convert.py --model CKPT.keras --out OUTDIR [--size 256 256 [--size 512 384]]
+    python edge/convert.py --model CKPT.keras|BUNDLED_NAME --out OUTDIR [--size 256 256 [--size 512 384]]
         [--qat-data PAIRED_DIR --qat-steps N] [--calib-dir DIR] [--eval-dir PAIRED_DIR]
         [--int8-float-io]
 
-For every fixed batch-1 input size it writes ``<name>_<H>x<W>_{float32,float16,int8}.tflite``
+For every fixed batch-1 input size it writes ``<NAME>_<H>x<W>_{float32,float16,int8}.tflite``
+(NAME: the bundled network's name or the checkpoint's file name without ``.keras``)
 and, for the whole run, ``report.json`` and ``report.md``: file sizes, op histograms,
 non-builtin (Flex/custom) ops, the GPU-delegate verdict of each file (edge/gpu_compat.py),
 Keras-vs-TFLite parity (PSNR on real images), PSNR/SSIM against ground truth on --eval-dir,
@@ -33,55 +34,120 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+EDGE_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, EDGE_DIR)
+sys.path.insert(1, os.path.dirname(EDGE_DIR))  # the repository (keras_dehaze) when run as a script
 
-from keras_dehaze.backend import keras, tf  # noqa: E402  (sets TF_USE_LEGACY_KERAS first)
+# TensorFlow and the converter modules are imported in _import_heavy(), after the arguments are
+# parsed: `convert.py --help` and argument errors answer at once.
+keras = tf = None
 
-import keras_dehaze.layers  # noqa: E402,F401  (registers the custom layers for load_model)
-from keras_dehaze.data import find_pairs, list_images, read_image, split_by_scene  # noqa: E402
-from keras_dehaze.metrics import CONVENTION, psnr, ssim  # noqa: E402
-from keras_dehaze.quantization import rebuild_fixed  # noqa: E402
 
-import gpu_compat  # noqa: E402
-import tflite_model  # noqa: E402
-from float_islands import float_islands, integer_dtypes, island_summary  # noqa: E402
-from parity import TFLiteRunner, psnr_between, summarize  # noqa: E402
-from report import write_report  # noqa: E402
-from tflite_export import center_crop, convert, random_crops  # noqa: E402
-from tflite_rewrite import unfuse_transpose_conv_activation  # noqa: E402
+def _import_heavy(verbose=False):
+    global keras, tf, gpu_compat, tflite_model, float_islands, integer_dtypes, island_summary
+    global TFLiteRunner, psnr_between, summarize, write_report, center_crop, convert, random_crops
+    global unfuse_transpose_conv_activation, find_pairs, list_images, read_image, split_by_scene
+    global CONVENTION, psnr, ssim, rebuild_fixed
+    from keras_dehaze import quiet
+
+    quiet.configure(verbose)
+    tf, keras = quiet.import_tensorflow()  # sets TF_USE_LEGACY_KERAS first
+
+    import keras_dehaze.layers  # noqa: F401  (registers the custom layers for load_model)
+    from keras_dehaze.data import find_pairs, list_images, read_image, split_by_scene
+    from keras_dehaze.metrics import CONVENTION, psnr, ssim
+    from keras_dehaze.quantization import rebuild_fixed
+
+    import gpu_compat
+    import tflite_model
+    from float_islands import float_islands, integer_dtypes, island_summary
+    from parity import TFLiteRunner, psnr_between, summarize
+    from report import write_report
+    from tflite_export import center_crop, convert, random_crops
+    from tflite_rewrite import unfuse_transpose_conv_activation
+
 
 # Stated parity tolerances (SPEC 5): minimum PSNR (dB) of each TFLite output against Keras.
 PARITY_MIN_DB = {"float32": 50.0, "float16": 40.0}
 
 
+OUTPUT_NAMES = """output files (in --out):
+  <NAME>_<H>x<W>_float32.tflite   float32, one per --size
+  <NAME>_<H>x<W>_float16.tflite   float16 weights
+  <NAME>_<H>x<W>_int8.tflite      full-integer int8 (only with real images: --calib-dir, --qat-data or --eval-dir)
+  report.json, report.md          sizes, op histograms, GPU-delegate verdicts, parity, accuracy
+NAME is the bundled network's name (--model aecrnet_default -> aecrnet_default_256x256_int8.tflite)
+or the checkpoint's file name without .keras (--model runs/x/best.keras -> best_256x256_int8.tflite).
+"""
+
+
+def _bundled_names():
+    from keras_dehaze import pretrained
+    from keras_dehaze.inference import ALIASES
+
+    return list(pretrained.available()), ALIASES
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    bundled, aliases = _bundled_names()
+    listed = ", ".join(bundled) + (f" ({', '.join(f'{a} = {t}' for a, t in aliases.items() if t in bundled)})"
+                                  if bundled else "")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=OUTPUT_NAMES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="float .keras checkpoint (Functional model)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--model", required=True,
+                   help=f"float .keras checkpoint (Functional model) or a bundled network name: {listed or 'none'}")
+    p.add_argument("--out", required=True, help="output folder (file names below)")
     p.add_argument("--size", nargs=2, type=int, action="append", metavar=("H", "W"),
                    help="fixed input size (repeatable; default 256 256)")
     p.add_argument("--qat-data", action="append", default=[],
                    help="paired folder for QAT fine-tuning (repeatable: e.g. the training mix)")
     p.add_argument("--qat-target", choices=("float", "gt"), default="float",
                    help="QAT loss target: the float model's output (distillation, default) or the GT")
-    p.add_argument("--qat-steps", type=int, default=200)
-    p.add_argument("--qat-crop", type=int, default=64)
-    p.add_argument("--qat-batch", type=int, default=4)
-    p.add_argument("--qat-lr", type=float, default=1e-5)
+    p.add_argument("--qat-steps", type=int, default=200,
+                   help="QAT fine-tuning optimizer steps (default 200; used with --qat-data)")
+    p.add_argument("--qat-crop", type=int, default=64,
+                   help="side of the random square crops QAT trains on, in pixels (default 64)")
+    p.add_argument("--qat-batch", type=int, default=4, help="QAT batch size (default 4)")
+    p.add_argument("--qat-lr", type=float, default=1e-5, help="QAT learning rate (Adam; default 1e-5)")
     p.add_argument("--calib-dir", help="folder of real images for int8 calibration")
     p.add_argument("--calib-count", type=int, default=32, help="representative crops")
     p.add_argument("--eval-dir", help="paired folder: PSNR/SSIM vs ground truth, float vs int8")
     p.add_argument("--eval-limit", type=int, default=20, help="pairs to evaluate, evenly spaced (0 = all)")
-    p.add_argument("--parity-images", type=int, default=4)
+    p.add_argument("--parity-images", type=int, default=4,
+                   help="images (center crops) on which each TFLite file is compared with the Keras model "
+                        "(default 4)")
     p.add_argument("--int8-float-io", action="store_true", help="float32 input/output for the int8 model")
     p.add_argument("--int8-margin-db", type=float, default=1.0,
                    help="stated margin: int8 PSNR vs GT may be at most this far below float")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2,
+                   help="TFLite interpreter threads for the parity and accuracy runs (default 2)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed: calibration crops, QAT data order, scene hold-out (default 0)")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's log messages (hidden by default)")
     args = p.parse_args(argv)
     args.size = [tuple(s) for s in (args.size or [(256, 256)])]
+    name = aliases.get(args.model, args.model)
+    args.bundled = name if name in bundled else None
+    if args.bundled is None and not os.path.isfile(args.model):
+        p.error(f"--model {args.model}: no such .keras file, and not a bundled network name "
+                f"({', '.join(bundled) or 'none bundled'})")
+    args.name = args.bundled or os.path.splitext(os.path.basename(args.model))[0]
     return args
+
+
+def load_model(args):
+    """The float Keras model: a bundled network (keras_dehaze.pretrained) or a .keras file."""
+    if args.bundled:
+        from keras_dehaze.pretrained import load_pretrained
+
+        return load_pretrained(args.bundled)
+    from keras_dehaze.inference import ModelLoadError, check_keras_archive
+
+    try:
+        check_keras_archive(args.model)
+    except ModelLoadError as e:
+        raise SystemExit(f"error: {e}") from None
+    return keras.models.load_model(args.model, compile=False)
 
 
 def log(msg):
@@ -198,7 +264,7 @@ def _export_size(args, model, size, qat, qat_overrides, calib, parity_paths, eva
     float_over = {"index_math": "float"} if has_dcn else {}
     int_over = {"index_math": "int"} if has_dcn else {}
     float_model = rebuild_fixed(model, h, w, batch_size=1, **float_over)
-    stem = os.path.join(args.out, f"{model.name}_{h}x{w}")
+    stem = os.path.join(args.out, f"{args.name}_{h}x{w}")  # documented in OUTPUT_NAMES
     models, runners, keras_fns = {}, {}, {"keras float": _inference(float_model)}
 
     for mode in ("float32", "float16"):
@@ -322,12 +388,14 @@ def _checks(report):
 
 def main(argv=None):
     args = parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
-    model = keras.models.load_model(args.model, compile=False)
+    _import_heavy(args.verbose)
+    model = load_model(args)
+    os.makedirs(args.out, exist_ok=True)  # once the model loaded
     report = {
         "tool": "edge/convert.py", "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "versions": _versions(), "metric_convention": CONVENTION, "notes": [],
-        "model": {"path": os.path.abspath(args.model), "name": model.name, "params": int(model.count_params())},
+        "model": {"path": args.bundled and f"bundled:{args.bundled}" or os.path.abspath(args.model),
+                  "name": model.name, "file_stem": args.name, "params": int(model.count_params())},
         "args": {k: v for k, v in vars(args).items()},
     }
     qat_pairs, eval_pairs, calib, calib_source, parity_paths = _data(args, report)

@@ -1,4 +1,10 @@
-"""The ``keras-dehaze`` command line: ``keras-dehaze dehaze|eval|train ...``."""
+"""The ``keras-dehaze`` command line: ``keras-dehaze [--verbose] dehaze|eval|train ...``.
+
+The subcommands live in ``keras_dehaze.commands``. Nothing here imports TensorFlow: ``--help``,
+``.tflite`` models, ``dcp`` and ``identity`` run without it. TensorFlow's C++/Python log
+messages are silenced unless ``--verbose`` is given (``keras_dehaze.quiet``). Ctrl-C stops with
+one line and exit status 130, leaving no partial output file.
+"""
 
 import argparse
 import os
@@ -6,35 +12,14 @@ import sys
 
 from keras_dehaze import __version__
 
-MODEL_HELP = ("a bundled network (default: aecrnet, the shipped AE-CR-Net), 'dcp' (dark channel prior), "
-              "'identity', or a path to a .keras or .tflite file")
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
-def _train(args):
-    """Exit codes: 0 done; 2 a problem with the config, data, output folder or a checkpoint
-    (one "error: ..." line, no traceback, nothing written); 1 the loss became NaN/inf (the
-    last good checkpoint is kept)."""
-    from keras_dehaze.config import ConfigError, load_config
+def model_help():
+    from keras_dehaze.inference import model_names_text
 
-    try:
-        config = load_config(args.config, args.set)
-    except ConfigError as e:
-        print(f"error: config: {e}", file=sys.stderr)
-        return 2
-    from keras_dehaze.callbacks import CheckpointError, NonFiniteLossError
-    from keras_dehaze.data import DatasetError
-    from keras_dehaze.experiment import run
-    from keras_dehaze.trainers.colabator import PretrainedWeightsError
-
-    try:
-        run(config)
-    except (ConfigError, DatasetError, CheckpointError, PretrainedWeightsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return (f"a model name ({model_names_text()}; 'dcp' is the dark channel prior, 'identity' the hazy "
+            "input itself) or a path to a .keras or .tflite file")
 
 
 def _tile_side(text):
@@ -47,109 +32,128 @@ def _tile_side(text):
     return value
 
 
-def _load(spec, threads=None, tile=None):
-    from keras_dehaze.inference import DEFAULT_TILE, ModelLoadError, load_dehazer
-
+def _positive_int(text):
     try:
-        return load_dehazer(spec, threads=threads, tile=tile or DEFAULT_TILE)
-    except (ModelLoadError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return None
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
-def _dehaze(args):
-    import numpy as np
-    from tqdm import tqdm
+def _run_dehaze(args):
+    from keras_dehaze.commands.dehaze import run
 
-    from keras_dehaze.edge_runner import collect_inputs, output_paths
-    from keras_dehaze.data.image_io import ImageReadError, ImageWriteError, read_image_raw, write_image
-
-    files, errors = collect_inputs(args.inputs, recursive=args.recursive)
-    for e in errors:
-        print(f"error: {e}", file=sys.stderr)
-    if not files:
-        print("error: no input images", file=sys.stderr)
-        return 1
-    try:  # before loading the model: a folder that cannot be created fails once, clearly
-        os.makedirs(args.output, exist_ok=True)
-    except OSError as e:
-        print(f"error: cannot create the output folder {args.output} ({e.strerror or e})", file=sys.stderr)
-        return 2
-    dehazer = _load(args.model, args.threads, args.tile)
-    if dehazer is None:
-        return 2
-    failed = len(errors)
-    for path, (out, problem) in tqdm(list(zip(files, output_paths(files, args.output))), unit="image",
-                                     disable=args.quiet, desc=f"dehazing with {dehazer.name}"):
-        if problem:
-            tqdm.write(f"error: {problem}", file=sys.stderr)
-            failed += 1
-            continue
-        try:  # stored depth in, 8-bit pixels out: no full-size float copies of huge photos
-            result = dehazer(read_image_raw(path), dtype=np.uint8)  # the input is freed before the write
-            write_image(out, result)
-            del result
-        except (ImageReadError, ImageWriteError, ValueError, OSError) as e:
-            tqdm.write(f"error: {path}: {e}", file=sys.stderr)  # skip it, keep going
-            failed += 1
-    done = len(files) - (failed - len(errors))
-    print(f"{done} image(s) written to {args.output}" + (f"; {failed} failed" if failed else ""))
-    return 1 if failed else 0
+    return run(args)
 
 
-def _eval(args):
-    from keras_dehaze.evaluation_cli import run_evaluation
+def _run_eval(args):
+    from keras_dehaze.commands.eval import run
 
-    return run_evaluation(args)
+    return run(args)
+
+
+def _run_train(args):
+    from keras_dehaze.commands.train import run
+
+    return run(args)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="keras-dehaze", description="Single-image dehazing with Keras and TFLite.")
+    from keras_dehaze.inference import DEFAULT_TILE
+
+    # --verbose is accepted before and after the subcommand (SUPPRESS: a subcommand's default
+    # does not override a --verbose given before it).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show TensorFlow's log messages (hidden by default)")
+    parser = argparse.ArgumentParser(prog="keras-dehaze", parents=[common],
+                                     description="Single-image dehazing with Keras and TFLite.")
     parser.add_argument("--version", action="version", version=f"keras-dehaze {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{dehaze,eval,train}")
+    models = model_help()
 
-    dehaze = sub.add_parser("dehaze", help="dehaze image files, folders or globs",
-                            description="Dehaze images of any size (large ones in seamless tiles). "
-                                        "Writes OUTDIR/<name>_dehazed.png; never overwrites inputs.")
+    dehaze = sub.add_parser(
+        "dehaze", parents=[common], help="dehaze image files, folders or globs",
+        description="Dehaze images of any size (large ones in seamless tiles). Writes OUTDIR/<name>_dehazed.png "
+                    "(PNG); never overwrites inputs, and never overwrites existing outputs without --overwrite. "
+                    "Ctrl-C stops cleanly (exit status 130) without leaving a partial file.",
+        epilog="Exit status: 0 all written; 1 some file failed or was not overwritten (the others are "
+               "written); 2 the model or the output folder could not be used (nothing written); 130 interrupted.")
     dehaze.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
-    dehaze.add_argument("-o", "--output", default="dehazed", metavar="OUTDIR", help="output folder (default: dehazed)")
-    dehaze.add_argument("--model", default=None, help=MODEL_HELP)
-    dehaze.add_argument("--threads", type=int, default=None, help="interpreter threads for .tflite models")
+    dehaze.add_argument("-o", "--output", default="dehazed", metavar="OUTDIR",
+                        help="output folder, created once the model has loaded (default: dehazed)")
+    dehaze.add_argument("--model", default=None, help=models)
+    dehaze.add_argument("--threads", type=_positive_int, default=None, help="interpreter threads for .tflite models")
     dehaze.add_argument("--tile", type=_tile_side, default=None, metavar="PIXELS",
-                        help="tile side for Keras models (default 1024); smaller tiles use less memory "
-                             "(a 1600x1200 photo peaks at about 4 GB with 1024)")
+                        help=f"tile side for Keras models (default {DEFAULT_TILE}, which keeps the bundled "
+                             "network under 1.5 GB of memory on any photo size); larger tiles are faster "
+                             "and use more memory")
+    dehaze.add_argument("--bit-depth", choices=("8", "16", "auto"), default="8",
+                        help="bits per channel of the output PNGs: 8 (default), 16, or auto (16 for 16-bit "
+                             "and float inputs, 8 for 8-bit inputs: the input's depth, as edge/infer.py)")
+    dehaze.add_argument("--overwrite", action="store_true",
+                        help="replace output files that already exist (default: report and skip them)")
     dehaze.add_argument("--recursive", action="store_true", help="also read images in sub-folders")
     dehaze.add_argument("--quiet", action="store_true", help="no progress bar")
-    dehaze.set_defaults(func=_dehaze)
+    dehaze.set_defaults(func=_run_dehaze)
 
-    ev = sub.add_parser("eval", help="score models on benchmark folders (PSNR/SSIM/CIEDE2000 or no-reference)",
+    ev = sub.add_parser("eval", parents=[common],
+                        help="score models on benchmark folders (PSNR/SSIM/CIEDE2000 or no-reference)",
                         description="Scores each model (plus the hazy input and DCP baselines) on each folder. "
                                     "Paired layouts (RESIDE, {GT,hazy}, NTIRE) get full-reference metrics; "
-                                    "folders without ground truth get no-reference scores.")
+                                    "folders without ground truth get no-reference scores. Images are read "
+                                    "one at a time (memory is bounded by the largest image, not the folder). "
+                                    "Warns when a bundled model was trained on scenes of a scored folder.")
     ev.add_argument("datasets", nargs="+", metavar="FOLDER")
-    ev.add_argument("--model", action="append", default=[], help=MODEL_HELP + " (repeatable)")
+    ev.add_argument("--model", action="append", default=[],
+                    help=models + " (repeatable; default: the bundled default network)")
     ev.add_argument("-o", "--output", default="eval_results", metavar="OUTDIR")
     ev.add_argument("--max-side", type=int, default=None, help="downscale images so the longer side is at most this")
     ev.add_argument("--limit", type=int, default=None, help="score only the first N images of each folder")
     ev.add_argument("--scenes", default=None,
                     help="comma-separated scene ids (clear-image names) to score, e.g. held-out validation scenes")
     ev.add_argument("--examples", type=int, default=3, help="images shown in the PNG grid")
-    ev.add_argument("--threads", type=int, default=None)
-    ev.set_defaults(func=_eval)
+    ev.add_argument("--threads", type=_positive_int, default=None, help="interpreter threads for .tflite models")
+    ev.add_argument("--tile", type=_tile_side, default=None, metavar="PIXELS",
+                    help=f"tile side for Keras models (default {DEFAULT_TILE})")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_run_eval)
 
-    train = sub.add_parser("train", help="train a network from a YAML config (as training/train.py)")
-    train.add_argument("--config", help="YAML experiment config")
+    train = sub.add_parser("train", parents=[common], help="train a network from a YAML config (as training/train.py)",
+                           description="Train a network as described by a YAML experiment config (required; "
+                                       "examples in training/configs/). Data folders are checked before "
+                                       "anything is created.")
+    train.add_argument("--config", help="YAML experiment config (required, unless both --set data.train=FOLDER "
+                                        "and --set run.out_dir=FOLDER are given)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    train.set_defaults(func=_train)
+    train.set_defaults(func=_run_train)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from keras_dehaze import quiet
+
+    quiet.configure(verbose=getattr(args, "verbose", False))  # before anything imports TensorFlow
     if getattr(args, "output", None):
         args.output = os.path.expanduser(args.output)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C): stopped; no partial output file was left", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def console_main():
+    """Entry point with the exit status (also ``python -m keras_dehaze.cli``)."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C while parsing or importing
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -18,6 +18,7 @@ from keras_dehaze.data.image_io import read_image, write_image
 from keras_dehaze.metrics import CONVENTION, ciede2000, psnr, ssim
 
 FULL_REFERENCE = ("psnr", "ssim", "ciede2000")
+EXAMPLE_HEIGHT = 180  # rows of one image in the example grid
 
 
 def _limit_size(image, max_side):
@@ -29,47 +30,78 @@ def _limit_size(image, max_side):
     return cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
 
 
-def evaluate_pairs(pairs, dehazers, max_side=None, keep_outputs=0, progress=None):
-    """Rows of per-image scores for every dehazer; also the first ``keep_outputs`` outputs."""
+def _thumbnail(image, height):
+    """A copy of ``image`` scaled to ``height`` rows (area average): what the example grid keeps,
+    so examples cost kilobytes instead of full-size float images."""
+    h, w = image.shape[:2]
+    if h <= height:
+        return np.array(image, np.float32)
+    return cv2.resize(np.asarray(image, np.float32), (max(1, round(w * height / h)), height),
+                      interpolation=cv2.INTER_AREA)
+
+
+def _grid_outputs(dehazer):
+    """The identity baseline is the hazy input itself: the grid shows it once, as "hazy"."""
+    return getattr(dehazer, "name", None) != "identity"
+
+
+def evaluate_pairs(pairs, dehazers, max_side=None, keep_outputs=0, progress=None, example_height=EXAMPLE_HEIGHT):
+    """Rows of per-image scores for every dehazer; also thumbnails of the first ``keep_outputs``.
+
+    Streams: one image (its hazy input, ground truth and one output at a time) is in memory at
+    once, so memory is bounded by the largest image, not by the number of images."""
     rows, examples = [], []
     for index, pair in enumerate(pairs):
         hazy = _limit_size(read_image(pair.hazy), max_side)
         clear = _limit_size(read_image(pair.clear), max_side)
         if hazy.shape != clear.shape:
             raise ValueError(f"{pair.hazy} {hazy.shape[:2]} and {pair.clear} {clear.shape[:2]} differ in size")
+        keep = index < keep_outputs
         outputs = {}
         for dehazer in dehazers:
             start = time.perf_counter()
-            restored = np.clip(dehazer(hazy), 0.0, 1.0)
+            restored = dehazer(hazy)
+            np.clip(restored, 0.0, 1.0, out=restored)
             seconds = time.perf_counter() - start
             rows.append({
                 "image": os.path.basename(pair.hazy), "model": dehazer.name,
                 "psnr": psnr(restored, clear), "ssim": ssim(restored, clear),
                 "ciede2000": ciede2000(restored, clear), "seconds": seconds,
             })
-            outputs[dehazer.name] = restored
-        if index < keep_outputs:
-            examples.append((os.path.basename(pair.hazy), hazy, outputs, clear))
+            if keep and _grid_outputs(dehazer):
+                outputs[dehazer.name] = _thumbnail(restored, example_height)
+            del restored
+        if keep:
+            examples.append((os.path.basename(pair.hazy), _thumbnail(hazy, example_height), outputs,
+                             _thumbnail(clear, example_height)))
+        del hazy, clear
         if progress:
             progress(index + 1, len(pairs))
     return rows, examples
 
 
-def evaluate_unpaired(paths, dehazers, scorers, max_side=None, keep_outputs=0, progress=None):
-    """No-reference rows: ``scorers`` maps a score name to ``fn(image) -> float``."""
+def evaluate_unpaired(paths, dehazers, scorers, max_side=None, keep_outputs=0, progress=None,
+                      example_height=EXAMPLE_HEIGHT):
+    """No-reference rows: ``scorers`` maps a score name to ``fn(image) -> float``. Streams like
+    ``evaluate_pairs``."""
     rows, examples = [], []
     for index, path in enumerate(paths):
         hazy = _limit_size(read_image(path), max_side)
+        keep = index < keep_outputs
         outputs = {}
         for dehazer in dehazers:
             start = time.perf_counter()
-            restored = np.clip(dehazer(hazy), 0.0, 1.0)
+            restored = dehazer(hazy)
+            np.clip(restored, 0.0, 1.0, out=restored)
             row = {"image": os.path.basename(path), "model": dehazer.name, "seconds": time.perf_counter() - start}
             row.update({name: float(fn(restored)) for name, fn in scorers.items()})
             rows.append(row)
-            outputs[dehazer.name] = restored
-        if index < keep_outputs:
-            examples.append((os.path.basename(path), hazy, outputs, None))
+            if keep and _grid_outputs(dehazer):
+                outputs[dehazer.name] = _thumbnail(restored, example_height)
+            del restored
+        if keep:
+            examples.append((os.path.basename(path), _thumbnail(hazy, example_height), outputs, None))
+        del hazy
         if progress:
             progress(index + 1, len(paths))
     return rows, examples
@@ -113,25 +145,41 @@ def markdown_table(table, metrics, title, notes=()):
     return "\n".join(lines) + "\n"
 
 
-def example_grid(examples, path, height=180):
-    """PNG rows of hazy | each model | GT (when there is one), with labels."""
+def _label(cell, text):
+    """Writes ``text`` once, white on a dark box in the top-left corner (readable on any image)."""
+    font, scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1
+    (tw, th), base = cv2.getTextSize(text, font, scale, thickness)
+    cv2.rectangle(cell, (0, 0), (min(cell.shape[1] - 1, tw + 7), th + base + 5), (0, 0, 0), cv2.FILLED)
+    cv2.putText(cell, text, (4, th + 3), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+
+
+def example_grid(examples, path, height=EXAMPLE_HEIGHT):
+    """PNG rows of hazy | each model | GT (when there is one), each panel labelled once.
+
+    The hazy input appears once (the identity baseline is the same image). Every row is scaled
+    to the same width, so rows of images with different shapes leave no gaps."""
     if not examples:
         return None
     rows = []
     for name, hazy, outputs, clear in examples:
-        panels = [("hazy", hazy)] + list(outputs.items()) + ([("GT", clear)] if clear is not None else [])
+        panels = [("hazy", hazy)] + [(k, v) for k, v in outputs.items() if k != "identity"]
+        panels += [("GT", clear)] if clear is not None else []
         cells = []
         for label, image in panels:
             h, w = image.shape[:2]
-            small = cv2.resize(image, (max(1, round(w * height / h)), height), interpolation=cv2.INTER_AREA)
+            small = cv2.resize(np.asarray(image, np.float32), (max(1, round(w * height / h)), height),
+                               interpolation=cv2.INTER_AREA)
             small = np.ascontiguousarray(np.clip(small * 255 + 0.5, 0, 255).astype(np.uint8))
-            cv2.putText(small, label[:28], (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 2)
-            cv2.putText(small, label[:28], (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
-            cells.append(small.astype(np.float32) / 255)
+            _label(small, label[:28])
+            cells.append(small)
         rows.append(np.concatenate(cells, axis=1))
     width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=1.0) for r in rows]
-    write_image(path, np.concatenate(rows, axis=0))
+    same = []
+    for r in rows:  # narrower rows (other aspect ratio) are scaled up to the common width
+        if r.shape[1] != width:
+            r = cv2.resize(r, (width, max(1, round(r.shape[0] * width / r.shape[1]))), interpolation=cv2.INTER_LINEAR)
+        same.append(r)
+    write_image(path, np.concatenate(same, axis=0))
     return path
 
 

@@ -10,7 +10,7 @@ from keras_dehaze.evaluation import (
     CONVENTION, FULL_REFERENCE, evaluate_pairs, evaluate_unpaired, example_grid, markdown_table, summarize,
     write_csv,
 )
-from keras_dehaze.inference import BASELINES, ModelLoadError, load_dehazer
+from keras_dehaze.inference import BASELINES, ModelLoadError, load_dehazer, resolve_name
 
 
 NO_REFERENCE_NOTE = (
@@ -39,12 +39,81 @@ def unique_names(dehazers, specs):
             dehazer.name = os.path.normpath(spec)
 
 
+# Keys of a bundled network's JSON record (keras_dehaze/weights/<name>.json) that list the
+# folders it was trained on, and the key listing the scenes it held out of training.
+TRAINING_FOLDER_KEYS = ("trained_on", "real_hazy_without_gt")
+HELD_OUT_KEY = "validation_scenes_held_out"
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _as_list(value):
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _same_folder(folder, recorded):
+    """True if ``folder`` is the recorded training folder: the same path (the record's relative
+    paths are tried from the repository root and from the working directory) or the same folder
+    name (a copy of the dataset elsewhere)."""
+    real = os.path.realpath(folder)
+    if os.path.isabs(recorded):
+        candidates = [recorded]
+    else:
+        candidates = [os.path.join(_REPO_ROOT, recorded), os.path.join(os.getcwd(), recorded)]
+    if any(os.path.realpath(c) == real for c in candidates):
+        return True
+    return os.path.basename(os.path.normpath(recorded)) == os.path.basename(os.path.normpath(folder))
+
+
+def training_overlap(spec, folder, scenes):
+    """``(preset name, recorded folder, sorted scenes)`` if the bundled network ``spec`` was
+    trained on ``folder`` and ``scenes`` include scenes it did not hold out; else None.
+    Records without the keys (or other models) give None."""
+    from keras_dehaze import pretrained
+
+    name = resolve_name(spec) if spec else pretrained.DEFAULT
+    if name not in pretrained.available():
+        return None
+    try:
+        meta = pretrained.metadata(name)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    for key in TRAINING_FOLDER_KEYS:
+        for recorded in _as_list(meta.get(key)):
+            if _same_folder(folder, recorded):
+                held = set(_as_list(meta.get(HELD_OUT_KEY)))
+                seen = sorted(s for s in set(scenes) if s not in held)
+                return (name, recorded, seen) if seen else None
+    return None
+
+
+def warn_training_overlap(specs, folder, items, paired):
+    """Prints one warning per bundled network that was trained on scenes being scored."""
+    scenes = [p.scene for p in items] if paired else [os.path.splitext(os.path.basename(p))[0] for p in items]
+    for spec in dict.fromkeys(specs):
+        found = training_overlap(spec, folder, scenes)
+        if not found:
+            continue
+        name, recorded, seen = found
+        shown = ", ".join(seen[:12]) + (f", ... ({len(seen)} in all)" if len(seen) > 12 else "")
+        print(f"warning: {folder}: the bundled model {name} was trained on this data ({recorded}); "
+              f"{len(seen)} of the {len(set(scenes))} scenes scored here were not held out of its training "
+              f"({shown}), so its scores on them are optimistic. Score held-out scenes only with --scenes.",
+              file=sys.stderr)
+
+
 def run_evaluation(args):
-    specs = list(BASELINES) + [m for m in (args.model or ["aecrnet"]) if m not in BASELINES]
+    requested = [resolve_name(m) for m in (args.model or ["aecrnet"])]
+    specs = list(BASELINES) + [m for m in dict.fromkeys(requested) if m not in BASELINES]
     dehazers = []
     for spec in specs:
         try:
-            dehazers.append(load_dehazer(spec, threads=args.threads))
+            dehazers.append(load_dehazer(spec, threads=args.threads, tile=getattr(args, "tile", None)))
         except (ModelLoadError, FileNotFoundError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -53,7 +122,7 @@ def run_evaluation(args):
     sections, failures = [], 0
     for folder in args.datasets:
         name = os.path.basename(os.path.normpath(folder))
-        bar = tqdm(desc=f"{name}", unit="image")
+        bar = tqdm(desc=f"{name}", unit="image", disable=getattr(args, "quiet", False))
 
         def progress(done, total):
             bar.total = total
@@ -74,6 +143,7 @@ def run_evaluation(args):
                 if not items:
                     raise DatasetError(f"none of the scenes {sorted(wanted)} is in {folder}")
             items = items[: args.limit] if args.limit else items
+            warn_training_overlap(specs, folder, items, paired)
             if paired:
                 rows, examples = evaluate_pairs(items, dehazers, args.max_side, args.examples, progress)
                 metrics = list(FULL_REFERENCE)

@@ -9,6 +9,7 @@ into a temporary directory that is deleted at the end); the backup must be on a 
 workers share, since every worker restores from it.
 """
 
+import glob
 import json
 import math
 import os
@@ -102,8 +103,44 @@ def identity_scores(val_ds):
     return {"val_psnr": sum(psnr) / len(psnr), "val_ssim": sum(ssim_values) / len(ssim_values)}
 
 
+# Models whose transmission output corun_pretrain trains (CORUN's stages).
+CORUN_MODELS = ("corun", "corun_compact")
+# trainer.name -> (config section, fields) of the extra data folders that trainer reads.
+TRAINER_FOLDERS = {"rehazy": ("rehazy", ("clean", "hazy")), "colabator": ("colabator", ("real",)),
+                   "corun_pretrain": ("corun", ("clean",))}
+
+
+def _folders(value):
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else [v for v in value if v]
+
+
+def validate(config):
+    """Checks what can be checked before anything is created (run folder, depth cache, ...):
+    the trainer/model combination and that every configured data folder exists. Raises
+    ConfigError; creates nothing."""
+    if config.trainer.name == "corun_pretrain" and config.model.name not in CORUN_MODELS:
+        raise ConfigError(
+            f"trainer.name corun_pretrain with model.name {config.model.name!r}: corun_pretrain needs CORUN's "
+            f"transmission output; it works with model.name {'/'.join(CORUN_MODELS)} only")
+    checks = [(f"data.train", path) for path in _folders(config.data.train)]
+    checks += [("data.val", path) for path in _folders(config.data.val)]
+    section, fields = TRAINER_FOLDERS.get(config.trainer.name, (None, ()))
+    for field_name in fields:
+        checks += [(f"{section}.{field_name}", path) for path in _folders(getattr(getattr(config, section), field_name))]
+    for key, path in checks:
+        path = os.path.expanduser(str(path))
+        if glob.has_magic(path):
+            if not glob.glob(path, recursive=True):
+                raise ConfigError(f"{key}: no file or folder matches {path!r} (nothing was created)")
+        elif not os.path.exists(path):
+            raise ConfigError(f"{key}: folder not found: {path!r} (nothing was created)")
+
+
 def run(config):
     """Trains as configured and returns the summary dict (also written to summary.json)."""
+    validate(config)  # before the run folder is created
     strategy = make_strategy(config.run.strategy)  # first: a multi-worker strategy precedes other TF work
     out = config.run.out_dir
     try:

@@ -7,16 +7,53 @@ Every dehazer also accepts uint8/uint16 images (as ``read_image_raw`` returns th
 [0, 1] tile by tile) and ``dtype=np.uint8``/``np.uint16`` to return pixels instead of floats;
 together they keep a 12000x9000 photo at about 1 GB of arrays (8-bit photo, 8-bit result,
 the PNG encoder's copy) instead of about 5 GB.
+
+Every dehazer's ``__call__`` also takes ``progress=fn``: ``fn(done, total)`` is called after
+each tile (Keras, TFLite) or strip (DCP) of the image, so a caller can show progress within one
+large photo.
+
+This module imports TensorFlow only when a Keras model is loaded (``.tflite``, ``dcp`` and
+``identity`` never need it).
 """
 
 import os
+import zipfile
 
 import numpy as np
 
 from keras_dehaze import pretrained, tiling
 
-DEFAULT_TILE = 1024  # Keras models: tile side for large images (memory bound)
+# Keras models: tile side for images larger than one tile. Peak memory = TensorFlow (~0.6 GB)
+# + the activations of one tile (grows with its area: for the bundled AE-CR-Net about +0.2 GB
+# at 256, +0.5 GB at 384, +1.0 GB at 512) + the 8-bit photo, its 8-bit result and the PNG
+# encoder's buffers (~0.45 GB for 8000x6000). 256 keeps it under 1.5 GB on any photo size
+# (/usr/bin/time -v on an 8000x6000 JPEG); --tile trades memory for speed.
+DEFAULT_TILE = 256
 BASELINES = ("identity", "dcp")
+
+
+def model_names():
+    """Every model name the tools accept (besides file paths), in the order they are listed:
+    the bundled networks, then the baselines."""
+    return list(pretrained.available()) + list(BASELINES)
+
+
+def model_names_text():
+    """The one way model names are listed (help texts and errors)."""
+    names = []
+    for name in pretrained.available():
+        alias = [a for a, target in pretrained.ALIASES.items() if target == name and a != "default"]
+        also = f"also {', '.join(repr(a) for a in alias)}" if alias else ""
+        if name == pretrained.DEFAULT:
+            names.append(f"{name} (default{', ' + also if also else ''})")
+        else:
+            names.append(name + (f" ({also})" if also else ""))
+    return ", ".join(names + list(BASELINES))
+
+
+def resolve_name(spec):
+    """A bundled name or alias -> the bundled name; anything else unchanged."""
+    return pretrained.resolve(spec)
 _INT_SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 
@@ -50,28 +87,57 @@ class IdentityDehazer:
     """The hazy input itself: the floor every dehazer must beat in a results table."""
 
     name = "identity"
+    needs_tensorflow = False
 
-    def __call__(self, image, dtype=np.float32):
-        return to_dtype(as_unit_float(image), dtype)
+    def __call__(self, image, dtype=np.float32, progress=None):
+        image = np.asarray(image)
+        dtype = np.dtype(dtype)
+        if image.dtype == dtype and dtype != np.float32:
+            out = np.array(image)  # the same pixels
+        else:  # in bands of rows: no full-size float temporaries for huge photos
+            out = np.empty(image.shape, dtype)
+            for r0 in range(0, image.shape[0], 256):
+                out[r0:r0 + 256] = to_dtype(as_unit_float(image[r0:r0 + 256]), dtype)
+        if progress is not None:
+            progress(1, 1)
+        return out
 
 
 class DCPDehazer:
-    """He et al.'s dark channel prior with guided-filter refinement (keras_dehaze.physics.dcp)."""
+    """He et al.'s dark channel prior with guided-filter refinement (keras_dehaze.physics.dcp).
+
+    Images up to ``strip_pixels`` run whole (``dehaze_dcp``); larger ones in horizontal strips
+    with overlapping margins and the airlight of a downscaled copy of the whole image
+    (``dehaze_dcp_strips``): memory is bounded by the strip size plus the output, not the photo
+    (an 8000x6000 photo needed 6 GB whole)."""
 
     name = "dcp"
+    needs_tensorflow = False
 
-    def __call__(self, image, dtype=np.float32):
-        from keras_dehaze.physics.dcp import dehaze_dcp
+    def __init__(self, strip_pixels=4_000_000):
+        self.strip_pixels = int(strip_pixels)
 
+    def __call__(self, image, dtype=np.float32, progress=None):
+        from keras_dehaze.physics.dcp import dehaze_dcp, dehaze_dcp_strips
+
+        image = np.asarray(image)
+        if image.shape[0] * image.shape[1] > self.strip_pixels:
+            return dehaze_dcp_strips(image, strip_pixels=self.strip_pixels, out_dtype=dtype, progress=progress)
         out = dehaze_dcp(as_unit_float(image))[0].astype(np.float32)
+        if progress is not None:
+            progress(1, 1)
         return out if np.dtype(dtype) == np.float32 else to_dtype(out, dtype)
 
 
 class KerasDehazer:
     """A Keras network (single- or multi-output: the full-resolution output is used)."""
 
+    needs_tensorflow = True
+
     def __init__(self, model, name=None, tile=DEFAULT_TILE, overlap=32, multiple=4):
-        from keras_dehaze.backend import tf
+        from keras_dehaze.quiet import import_tensorflow
+
+        tf, _ = import_tensorflow()
 
         self.model, self.name = model, name or model.name
         self.tile, self.overlap, self.multiple = tile, overlap, multiple
@@ -87,26 +153,119 @@ class KerasDehazer:
     def _run(self, batch):
         return self._fn(batch).numpy()
 
-    def __call__(self, image, dtype=np.float32):
+    def tiles(self, shape):
+        """Number of network runs for an image of ``shape`` (H, W, ...)."""
+        h, w = shape[:2]
+        if h <= self.tile and w <= self.tile:
+            return 1
+        return tiling.count_tiles((h, w), self.tile, self.overlap, self.multiple)
+
+    def __call__(self, image, dtype=np.float32, progress=None):
         """``image``: RGB float in [0, 1] or uint8/uint16; returns float32 in [0, 1] or, with
         ``dtype=np.uint8``/``np.uint16``, pixels (written row band by row band for tiled images:
-        no full-size float array)."""
+        no full-size float array). ``progress(done, total)`` after each tile."""
         image = np.asarray(image)
         h, w = image.shape[:2]
         if h <= self.tile and w <= self.tile:
-            return to_dtype(self._run(as_unit_float(image)[None])[0], dtype)
+            out = to_dtype(self._run(as_unit_float(image)[None])[0], dtype)
+            if progress is not None:
+                progress(1, 1)
+            return out
         if np.dtype(dtype) != np.float32:
-            return tiling.dehaze_tiled(image, self._run, self.tile, self.overlap, self.multiple, out_dtype=dtype)
-        out = tiling.dehaze_tiled(image, self._run, self.tile, self.overlap, self.multiple)
+            return tiling.dehaze_tiled(image, self._run, self.tile, self.overlap, self.multiple, out_dtype=dtype,
+                                       progress=progress)
+        out = tiling.dehaze_tiled(image, self._run, self.tile, self.overlap, self.multiple, progress=progress)
         return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _tflite_class():
+    """``edge_runner.TFLiteDehazer`` with a per-tile progress callback and its input/output
+    contract (an image in, the same size out) checked when it is loaded, not per image."""
+    from keras_dehaze.edge_runner import TFLiteDehazer
+
+    class CheckedTFLiteDehazer(TFLiteDehazer):
+        needs_tensorflow = False
+        _progress = None
+        _total = 1
+
+        def __init__(self, model_path, *args, **kwargs):
+            from keras_dehaze.quiet import filtered_stderr
+
+            with filtered_stderr():  # the runtime's "INFO: Created TensorFlow Lite XNNPACK delegate"
+                super().__init__(model_path, *args, **kwargs)
+                self._check_contract()
+
+        def _check_contract(self):
+            in_shape = [int(v) for v in self._in["shape"]]
+            if self.dynamic:  # run a small probe: some graphs only reveal their output size at run time
+                side = 16 * self.multiple
+                probe = np.full((1, side, side, 3), 0.5, np.float32)
+                try:
+                    out_shape = list(np.asarray(TFLiteDehazer.run(self, probe)).shape)
+                except (ValueError, RuntimeError) as e:
+                    raise ValueError(f"{self.model_path}: the model fails on a {side}x{side} test input ({e})") from None
+                in_shape = list(probe.shape)
+            else:
+                out_shape = [int(v) for v in self._out["shape"]]
+            if out_shape[1:3] != in_shape[1:3]:
+                raise ValueError(
+                    f"{self.model_path}: not a dehazing model for this tool: its output is "
+                    f"{out_shape[1]}x{out_shape[2]} pixels for a {in_shape[1]}x{in_shape[2]} input "
+                    "(a dehazing model must return an image of its input's size)")
+
+        def tiles(self, shape):
+            h, w = shape[:2]
+            if not self.dynamic:
+                return tiling.count_tiles((h, w), self.input_size, self.tile_overlap, self._align)
+            if self.tile is not None:
+                return tiling.count_tiles((h, w), self.tile, self.tile_overlap, self.multiple)
+            return 1
+
+        def run(self, batch):
+            out = super().run(batch)
+            if self._progress is not None:
+                self._progress(min(self.last_tiles, self._total), self._total)
+            return out
+
+        def dehaze(self, image, dtype=np.float32, progress=None):
+            self._progress = progress
+            self._total = self.tiles(np.shape(image)) if progress is not None else 1
+            try:
+                return super().dehaze(image, dtype=dtype)
+            finally:
+                self._progress = None
+
+        __call__ = dehaze
+
+    return CheckedTFLiteDehazer
+
+
+def check_keras_archive(path):
+    """Raises ModelLoadError unless ``path`` looks like a complete .keras archive (a zip file):
+    a truncated or corrupt file is named as such instead of with HDF5's or zipfile's words."""
+    if not os.path.exists(path):
+        raise ModelLoadError(f"model file not found: {path}")
+    if os.path.isdir(path):
+        raise ModelLoadError(f"{path} is a folder, not a .keras model file")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):  # a legacy HDF5 model saved with a .keras name
+        return
+    if not zipfile.is_zipfile(path):
+        what = "empty" if os.path.getsize(path) == 0 else (
+            "truncated or corrupt" if head.startswith(b"PK") else "not a zip archive")
+        raise ModelLoadError(
+            f"{path} is not a loadable keras-dehaze model: not a valid Keras archive "
+            f"(a .keras file is a zip archive; this file is {what}, e.g. an interrupted copy or save)")
 
 
 def load_keras_model(path):
     """Loads a .keras file in safe mode (no lambda layers or arbitrary code), with clear errors."""
-    if not os.path.exists(path):
-        raise ModelLoadError(f"model file not found: {path}")
+    check_keras_archive(path)
+    from keras_dehaze.quiet import import_tensorflow
+
+    _, keras = import_tensorflow()
     from keras_dehaze import layers  # noqa: F401  (registers the custom layers)
-    from keras_dehaze.backend import keras
 
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
@@ -118,6 +277,7 @@ def load_dehazer(spec=None, threads=None, tile=DEFAULT_TILE):
     """``spec``: None/"aecrnet" (bundled default), a bundled name, "dcp", "identity",
     a path to a ``.keras`` or ``.tflite`` file."""
     spec = spec or pretrained.DEFAULT
+    tile = tile or DEFAULT_TILE
     if spec == "identity":
         return IdentityDehazer()
     if spec == "dcp":
@@ -126,18 +286,19 @@ def load_dehazer(spec=None, threads=None, tile=DEFAULT_TILE):
         model = load_keras_model(spec)
         return KerasDehazer(model, name=os.path.basename(spec), tile=tile)
     if spec.endswith(".tflite"):
-        from keras_dehaze.edge_runner import TFLiteDehazer
-
         if not os.path.exists(spec):
             raise ModelLoadError(f"model file not found: {spec}")
         try:
-            return TFLiteDehazer(spec, threads=threads)
+            return _tflite_class()(spec, threads=threads)
         except (ImportError, OSError, ValueError) as e:
-            raise ModelLoadError(f"{spec}: {e}") from None
-    name = pretrained.resolve(spec)
+            message = str(e)
+            raise ModelLoadError(message if spec in message else f"{spec}: {message}") from None
+    name = resolve_name(spec)
     if name not in pretrained.available():
         raise ModelLoadError(
-            f"unknown model {spec!r}: give a bundled name ({', '.join(pretrained.available() + list(BASELINES))}), "
-            "a .keras file or a .tflite file"
+            f"unknown model {spec!r}: give one of {model_names_text()}, or a path to a .keras or .tflite file"
         )
+    from keras_dehaze.quiet import import_tensorflow
+
+    import_tensorflow()
     return KerasDehazer(pretrained.load_pretrained(name), name=name, tile=tile)

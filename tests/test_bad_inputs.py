@@ -377,7 +377,7 @@ def test_corrupt_and_missing_model_files(tmp_path, models, capsys):
         assert main(["dehaze", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", model]) == 2
         err = capsys.readouterr().err
         assert message in err and os.path.basename(model) in err, err
-    assert not os.listdir(tmp_path / "out")  # nothing written
+    assert not os.path.exists(tmp_path / "out")  # nothing written: the folder is created only once the model loaded
     data = _pairs(tmp_path / "data")
     for model, message in ((str(tmp_path / "cut.keras"), "cannot load pretrained checkpoint"),
                            (str(tmp_path / "missing.keras"), "pretrained checkpoint not found")):
@@ -412,7 +412,7 @@ def test_lambda_layer_model_is_refused(tmp_path, capsys):
     assert main(["dehaze", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", path]) == 2
     err = capsys.readouterr().err
     assert "lambda.keras" in err and "Lambda" in err and "safe_mode" in err, err
-    assert not os.listdir(tmp_path / "out")
+    assert not os.path.exists(tmp_path / "out")  # nothing written, not even the output folder
     data = _pairs(tmp_path / "data")
     assert main(_train_args(data, tmp_path / "run", "--set", f"model.pretrained={path}")) == 2
     err = capsys.readouterr().err

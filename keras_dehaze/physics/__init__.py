@@ -2,7 +2,12 @@
 
 `scattering` holds batched, differentiable TF ops (training-time synthesis and rehazy);
 `dcp` holds the NumPy/OpenCV dark-channel-prior baseline and haze-parameter helpers.
+
+`scattering` (TensorFlow) is imported lazily, on first use of one of its names, so the DCP
+baseline (``keras-dehaze dehaze --model dcp``) runs without loading TensorFlow.
 """
+
+import importlib
 
 from keras_dehaze.physics.dcp import (
     dark_channel,
@@ -14,15 +19,16 @@ from keras_dehaze.physics.dcp import (
     parse_sots_outdoor_name,
     recover_transmission_from_pair,
 )
-from keras_dehaze.physics.scattering import (
-    PRESETS,
-    recover_clear,
-    rehazy,
-    sample_haze_params,
-    sample_uniform,
-    synthesize_haze,
-    transmission,
-)
+
+_SCATTERING = ("PRESETS", "recover_clear", "rehazy", "sample_haze_params", "sample_uniform", "synthesize_haze",
+               "transmission")
+
+
+def __getattr__(name):
+    if name in _SCATTERING:
+        return getattr(importlib.import_module("keras_dehaze.physics.scattering"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "PRESETS",

@@ -123,6 +123,82 @@ def dehaze_dcp(image, patch=15, omega=0.95, t0=0.1, radius=60, eps=1e-3, refine=
     return np.clip(clear, 0.0, 1.0).astype(np.float32), t.astype(np.float32), airlight
 
 
+def _strip_float(image, r0, r1):
+    """Rows r0:r1 of an RGB image as float32 in [0, 1] (uint8/uint16 scaled, floats as they are)."""
+    part = np.asarray(image[r0:r1])
+    if part.dtype == np.uint8 or part.dtype == np.uint16:
+        out = part.astype(np.float32)
+        out *= np.float32(1.0 / (255.0 if part.dtype == np.uint8 else 65535.0))
+        return out
+    return np.ascontiguousarray(part, dtype=np.float32)
+
+
+def airlight_from_preview(image, patch, max_pixels=2_000_000):
+    """``estimate_airlight`` of the whole image from a copy downscaled (area average) to at most
+    ``max_pixels``, with the patch scaled alike: bounded memory for huge photos. Images up to
+    ``max_pixels`` are used as they are (the same A as ``dehaze_dcp``)."""
+    h, w = image.shape[:2]
+    scale = min(1.0, (max_pixels / float(h * w)) ** 0.5)
+    if scale >= 1.0:
+        small = _strip_float(image, 0, h)
+    else:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = _strip_float(cv2.resize(np.ascontiguousarray(image), size, interpolation=cv2.INTER_AREA), 0, size[1])
+        patch = max(3, int(round(patch * scale)) | 1)
+    return estimate_airlight(small, dark_channel(small, patch))
+
+
+def dehaze_dcp_strips(image, patch=15, omega=0.95, t0=0.1, radius=60, eps=1e-3, refine=True,
+                      strip_pixels=4_000_000, out_dtype=np.float32, progress=None):
+    """``dehaze_dcp`` in horizontal strips, for images of any size at bounded memory.
+
+    ``image``: HxWx3 float in [0, 1] or uint8/uint16 (scaled strip by strip: no full-size float
+    copy). The airlight comes from the whole image (``airlight_from_preview``); each strip is
+    processed with a margin of ``patch // 2 + 2 * radius + 1`` rows above and below (the reach of
+    the min filter plus the guided filter's two box filters), so away from the airlight the
+    result equals the whole-image ``dehaze_dcp``. Memory: the output plus about 20 float64
+    arrays of one strip with its margins (``strip_pixels`` pixels of strip, default about 4 MP).
+
+    Returns HxWx3 ``out_dtype`` (float32 in [0, 1], or uint8/uint16 pixels ``round(x * 255)``).
+    ``progress(done, total)`` is called after each strip.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3:
+        raise ValueError(f"expected an HxWxC image, got shape {image.shape}")
+    out_dtype = np.dtype(out_dtype)
+    scales = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+    if out_dtype != np.float32 and out_dtype not in scales:
+        raise ValueError(f"out_dtype must be float32, uint8 or uint16, got {out_dtype}")
+    h, w = image.shape[:2]
+    patch, radius = _window_sizes(image.shape, patch, radius)
+    airlight = airlight_from_preview(image, patch)
+    margin = patch // 2 + (2 * radius + 1 if refine else 0)
+    rows = max(64, int(strip_pixels) // max(1, w) - 2 * margin)
+    starts = list(range(0, h, rows))
+    out = np.empty((h, w, image.shape[2]), out_dtype)
+    for i, r0 in enumerate(starts):
+        r1 = min(h, r0 + rows)
+        a0, a1 = max(0, r0 - margin), min(h, r1 + margin)
+        part = _strip_float(image, a0, a1)
+        t = estimate_transmission(part, airlight, omega, patch)
+        if refine:
+            # The guided filter's radius is capped by the image size in dehaze_dcp; same cap here.
+            t = guided_filter(part, t, int(max(1, min(radius, max(h, w) - 1))), eps)
+        t = np.clip(t, 0.0, 1.0)[r0 - a0:r1 - a0]
+        part = part[r0 - a0:r1 - a0]
+        clear = (part - airlight) / np.maximum(t, t0)[..., None] + airlight
+        np.clip(clear, 0.0, 1.0, out=clear)
+        if out_dtype == np.float32:
+            out[r0:r1] = clear
+        else:
+            clear *= np.float32(scales[out_dtype])
+            out[r0:r1] = np.round(clear)
+        del part, t, clear
+        if progress is not None:
+            progress(i + 1, len(starts))
+    return out
+
+
 def depth_from_transmission(t, eps=1e-3):
     """Relative depth d = -ln(t) (= beta * true depth, i.e. up to scale), t clipped to [eps, 1]."""
     return -np.log(np.clip(np.asarray(t, np.float32), eps, 1.0))
@@ -175,6 +251,8 @@ __all__ = [
     "estimate_transmission",
     "guided_filter",
     "dehaze_dcp",
+    "dehaze_dcp_strips",
+    "airlight_from_preview",
     "depth_from_transmission",
     "recover_transmission_from_pair",
     "parse_sots_outdoor_name",
