@@ -83,9 +83,8 @@ or the checkpoint's file name without .keras (--model runs/x/best.keras -> best_
 
 def _bundled_names():
     from keras_dehaze import pretrained
-    from keras_dehaze.inference import ALIASES
 
-    return list(pretrained.available()), ALIASES
+    return list(pretrained.available()), pretrained.ALIASES
 
 
 def parse_args(argv=None):
