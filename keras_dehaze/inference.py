@@ -29,6 +29,11 @@ from keras_dehaze import pretrained, tiling
 # encoder's buffers (~0.45 GB for 8000x6000). 256 keeps it under 1.5 GB on any photo size
 # (/usr/bin/time -v on an 8000x6000 JPEG); --tile trades memory for speed.
 DEFAULT_TILE = 256
+# Networks with image-wide statistics (LKD-Net: LayerNorm over (C, H, W) and global pooling)
+# process a tile differently from the whole photo (256 tiles: outputs only ~38 dB apart), so
+# they get the largest tile the memory bound allows: LKD-S peaks at about 0.6 GB + 1.3 GB per
+# megapixel, so 768 x 768 (0.59 MP) stays under 1.5 GB; SOTS-size images run whole.
+GLOBAL_STATS_TILE = 768
 BASELINES = ("identity", "dcp")
 
 
@@ -273,18 +278,17 @@ def load_keras_model(path):
         raise ModelLoadError(f"{path} is not a loadable keras-dehaze model: {type(e).__name__}: {e}") from None
 
 
-def load_dehazer(spec=None, threads=None, tile=DEFAULT_TILE):
+def load_dehazer(spec=None, threads=None, tile=None):
     """``spec``: None/"aecrnet" (bundled default), a bundled name, "dcp", "identity",
     a path to a ``.keras`` or ``.tflite`` file."""
     spec = spec or pretrained.DEFAULT
-    tile = tile or DEFAULT_TILE
     if spec == "identity":
         return IdentityDehazer()
     if spec == "dcp":
         return DCPDehazer()
     if spec.endswith(".keras"):
         model = load_keras_model(spec)
-        return KerasDehazer(model, name=os.path.basename(spec), tile=tile)
+        return KerasDehazer(model, name=os.path.basename(spec), tile=tile or default_tile(model))
     if spec.endswith(".tflite"):
         if not os.path.exists(spec):
             raise ModelLoadError(f"model file not found: {spec}")
@@ -301,4 +305,11 @@ def load_dehazer(spec=None, threads=None, tile=DEFAULT_TILE):
     from keras_dehaze.quiet import import_tensorflow
 
     import_tensorflow()
-    return KerasDehazer(pretrained.load_pretrained(name), name=name, tile=tile)
+    model = pretrained.load_pretrained(name)
+    return KerasDehazer(model, name=name, tile=tile or default_tile(model))
+
+
+def default_tile(model):
+    """Tile side for a Keras network: larger for networks with image-wide statistics."""
+    image_wide = any(type(layer).__name__ == "ImageLayerNorm" for layer in model.layers)
+    return GLOBAL_STATS_TILE if image_wide else DEFAULT_TILE

@@ -19,7 +19,7 @@ import numpy as np
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 AECRNET = "aecrnet_default"  # the bundled AE-CR-Net
-DEFAULT = "lkdnet_s_ots"  # what `keras-dehaze dehaze` uses without --model (see docs/model_zoo.md)
+DEFAULT = "lkdnet_s_mixed"  # what `keras-dehaze dehaze` uses without --model (see docs/model_zoo.md)
 ALIASES = {"aecrnet": AECRNET, "default": DEFAULT}
 
 

@@ -53,6 +53,9 @@ def main(argv=None):
     parser.add_argument("--config", default="training/configs/aecrnet_default.yaml",
                         help="the committed config(s) that reproduce the run, recorded as given")
     parser.add_argument("--note", default="", help="free text kept in the record (e.g. a schedule change)")
+    parser.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="stored weight precision")
+    parser.add_argument("--derived-from", default=None,
+                        help="preset the run started from; its licence, licence file and attribution are carried over")
     args = parser.parse_args(argv)
 
     config = _read(os.path.join(args.run_dir, "config.yaml"), yaml.safe_load)
@@ -81,7 +84,12 @@ def main(argv=None):
         "config": args.config,
         "note": args.note,
     }
-    meta = pretrained.export_pretrained(model, args.name, config["model"]["name"], config["model"]["args"], record)
+    if args.derived_from:  # fine-tuned third-party weights keep their licence and attribution
+        base = pretrained.metadata(args.derived_from)
+        record["derived_from"] = args.derived_from
+        record.update({k: base[k] for k in ("license", "license_file", "attribution") if k in base})
+    args_out = {k: v for k, v in config["model"]["args"].items() if k != "batchnorm_trainable"}  # training-only
+    meta = pretrained.export_pretrained(model, args.name, config["model"]["name"], args_out, record, dtype=args.dtype)
     if args.tflite:
         shutil.copy(args.tflite, os.path.join(pretrained.WEIGHTS_DIR, f"{args.name}_int8.tflite"))
         meta["int8_tflite"] = f"{args.name}_int8.tflite"
