@@ -18,7 +18,7 @@ import numpy as np
 from keras_dehaze.backend import tf
 from tflite_rewrite import unfuse_transpose_conv_activation
 
-MODES = ("float32", "float16", "int8")
+MODES = ("float32", "float16", "int8", "int8_dynamic")
 
 
 def _converter(model):
@@ -41,7 +41,11 @@ def convert(model, mode, representative=None, int8_io=True, gpu_rewrite=True):
     Args:
         model: a Keras model with a fixed input shape (float or QAT).
         mode: "float32"; "float16" (weights stored in fp16, dequantized at load or run by a
-            GPU delegate in fp16); "int8" (full integer: ``TFLITE_BUILTINS_INT8``).
+            GPU delegate in fp16); "int8" (full integer: ``TFLITE_BUILTINS_INT8``);
+            "int8_dynamic" (dynamic-range quantization: int8 weights, activations quantized
+            per inference from their actual range; no calibration set. Networks with
+            image-wide normalisation such as LKD-Net keep their accuracy this way where
+            full-integer calibration does not).
         representative: for "int8": a callable returning an iterable of ``[array]`` inputs
             (the converter's representative dataset); required (also for QAT models, whose
             tensors without a FakeQuant range are calibrated from it).
@@ -59,7 +63,9 @@ def convert(model, mode, representative=None, int8_io=True, gpu_rewrite=True):
     conv = _converter(model)
     # Builtin ops only: anything needing SELECT_TF_OPS must fail here, not on the device.
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if mode == "float16":
+    if mode == "int8_dynamic":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif mode == "float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
     elif mode == "int8":
@@ -75,7 +81,7 @@ def convert(model, mode, representative=None, int8_io=True, gpu_rewrite=True):
     if not blob:  # the converter sometimes fails by returning an empty buffer
         raise RuntimeError(f"TFLite conversion of {model.name} to {mode} returned an empty model")
     blob = bytes(blob)
-    if gpu_rewrite and mode != "int8":
+    if gpu_rewrite and mode in ("float32", "float16"):
         blob, _ = unfuse_transpose_conv_activation(blob)
     return blob
 

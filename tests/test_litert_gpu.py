@@ -39,10 +39,20 @@ GPU_EXCLUDED = {}
 
 
 def bundled_float_presets():
-    """The single list of bundled float networks checked on the GPU accelerator: every network
-    shipped in keras_dehaze/weights (``pretrained.available()``: AE-CR-Net today; LKD-Net
-    presets join when they are bundled) except ``GPU_EXCLUDED``."""
-    return [name for name in pretrained.available() if name not in GPU_EXCLUDED]
+    """The single list of bundled float networks checked on the GPU accelerator: one preset per
+    architecture shipped in keras_dehaze/weights (``pretrained.available()``), except
+    ``GPU_EXCLUDED``. Presets of one architecture differ only in weight values, which change
+    neither the graph nor which ops the accelerator takes, so the first of each stands for all
+    (the default preset first: it is the one users run)."""
+    names = sorted(pretrained.available(), key=lambda n: n != pretrained.DEFAULT)
+    seen, chosen = set(), []
+    for name in names:
+        meta = pretrained.metadata(name)
+        architecture = (meta["model"], json.dumps(meta.get("args", {}), sort_keys=True))
+        if name not in GPU_EXCLUDED and architecture not in seen:
+            seen.add(architecture)
+            chosen.append(name)
+    return chosen
 
 
 def _no_gpu(reason):

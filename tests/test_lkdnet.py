@@ -210,3 +210,29 @@ def test_conversion_from_the_official_checkpoint_equals_the_shipped_preset(lkd_w
     shipped = pretrained.load_pretrained("lkdnet_t_its")
     for a, b in zip(converted.get_weights(), shipped.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_shipped_int8_of_the_default_preset_matches_float_at_any_multiple_of_4():
+    """The default preset's int8 file (converted at 256x256, no pad/crop ops) runs at other
+    sizes by resizing its input, and stays close to the float network."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_dehaze import pretrained
+
+    meta = pretrained.metadata(pretrained.DEFAULT)
+    path = os.path.join(pretrained.WEIGHTS_DIR, meta["int8_tflite"])
+    model = pretrained.load_pretrained(pretrained.DEFAULT)
+    rng = np.random.default_rng(5)
+    for h, w in [(256, 256), (96, 160)]:
+        clear = np.kron(rng.uniform(0, 1, (h // 8, w // 8, 3)), np.ones((8, 8, 1))).astype(np.float32)
+        hazy = (clear * 0.6 + 0.35).astype(np.float32)[None]
+        interpreter = Interpreter(model_path=path)
+        index = interpreter.get_input_details()[0]["index"]
+        interpreter.resize_tensor_input(index, [1, h, w, 3])
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(index, hazy)
+        interpreter.invoke()
+        got = np.clip(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]), 0, 1)
+        want = model(hazy, training=False).numpy()
+        assert got.shape == want.shape
+        assert 10 * np.log10(1.0 / np.mean((got - want) ** 2)) > 35.0
