@@ -263,7 +263,7 @@ def test_model_names_are_listed_the_same_way_everywhere(capsys):
     text = model_names_text()
     assert model_names() == pretrained.available() + ["identity", "dcp"]
     assert all(name in text for name in model_names()) and "'aecrnet'" in text
-    assert resolve_name("aecrnet") == pretrained.DEFAULT
+    assert resolve_name("aecrnet") == pretrained.AECRNET
     with pytest.raises(ModelLoadError) as error:
         load_dehazer("aecrnet_defualt")
     assert text in str(error.value)
@@ -401,7 +401,7 @@ def test_convert_accepts_bundled_names(tmp_path):
     finally:
         sys.path.remove(os.path.join(ROOT, "edge"))
     args = convert.parse_args(["--model", "aecrnet", "--out", str(tmp_path)])
-    assert args.bundled == args.name == pretrained.DEFAULT
+    assert args.bundled == args.name == pretrained.AECRNET
     with pytest.raises(SystemExit):
         convert.parse_args(["--model", "no_such_net", "--out", str(tmp_path)])
 

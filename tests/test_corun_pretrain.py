@@ -184,6 +184,6 @@ def test_experiment_run_end_to_end_writes_loadable_single_output_checkpoints(tmp
         dehazer = load_dehazer(str(tmp_path / "run" / name))
         assert len(dehazer.model.outputs) == 1
         assert dehazer(np.full((24, 24, 3), 0.5, np.float32)).shape == (24, 24, 3)
-    empty = load_config(overrides=["trainer.name=corun_pretrain", f"run.out_dir={tmp_path / 'run2'}"])
+    empty = load_config(overrides=["trainer.name=corun_pretrain", "model.name=corun", f"run.out_dir={tmp_path / 'run2'}"])
     with pytest.raises(ConfigError, match="corun_pretrain needs clean images with depth: set corun.clean"):
         run(empty)
