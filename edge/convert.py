@@ -11,7 +11,7 @@ non-builtin (Flex/custom) ops, the GPU-delegate verdict of each file (edge/gpu_c
 Keras-vs-TFLite parity (PSNR on real images), PSNR/SSIM against ground truth on --eval-dir,
 and the float islands of the int8 graph.
 
-Choices (SPEC 5, 6):
+Choices (docs/deployment.md):
 * float32/float16 are exported with the DCN's ``index_math="float"`` (the GPU delegate takes
   it), int8 with ``"int"`` (int32 indices are left alone by full-integer quantization; float
   indices would be quantized and scrambled). Same weights; both verdicts are reported.
@@ -67,7 +67,7 @@ def _import_heavy(verbose=False):
     from tflite_rewrite import unfuse_transpose_conv_activation
 
 
-# Stated parity tolerances (SPEC 5): minimum PSNR (dB) of each TFLite output against Keras.
+# Stated parity tolerances: minimum PSNR (dB) of each TFLite output against Keras.
 PARITY_MIN_DB = {"float32": 50.0, "float16": 40.0}
 
 

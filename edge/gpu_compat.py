@@ -69,7 +69,7 @@ move):
     graph with dynamic-sized tensors ("Attempting to use a delegate that only supports
     static-sized tensors ..."), and kernels are built for the shapes present when the
     delegate is applied. So any -1 in an input's ``shape_signature`` (dynamic batch etc.) is
-    flagged at model level (project rule, SPEC section 6: rebuild with batch 1 first).
+    flagged at model level (project rule, docs/deployment.md: rebuild with batch 1 first).
 [W] Documentation, https://ai.google.dev/edge/litert/performance/gpu ("GPU ML operations
     support", page updated 2025-07-24): ADD, AVERAGE_POOL_2D, CONCATENATION, CONV_2D,
     DEPTHWISE_CONV_2D v1-2, EXP, FULLY_CONNECTED, LOGICAL_AND, LOGISTIC, LSTM v2 (Basic
@@ -885,7 +885,7 @@ def _check_op(op: OpInfo, ctx: _Ctx) -> tuple[list[str], list[str]]:
     if op.is_custom:
         if op.is_flex:
             return ([f"Flex (SELECT_TF_OPS) op '{op.name}': no GPU parser; it also needs the Flex "
-                     f"delegate, which the project does not allow (SPEC section 5) [P]"], notes)
+                     f"delegate, which the project does not allow [P]"], notes)
         rule = CUSTOM_OP_RULES.get(op.name)
         if rule is None:
             return ([f"custom op '{op.name}' has no GPU parser (NewCustomOperationParser -> "
@@ -983,7 +983,7 @@ def check_gpu_compatibility(path_or_info, allow_quant_ops: bool = True,
             + ", ".join(f"'{t.name}' signature {list(t.shape_signature)}" for t in dyn_inputs)
             + ". The GPU delegate does not set kTfLiteDelegateFlagsAllowDynamicTensors and builds "
             "its kernels for the shapes present when it is applied [D]; rebuild/convert with a "
-            "fixed batch size of 1 (SPEC section 6)"
+            "fixed batch size of 1"
         )
     dyn_other = [t for sg in info.subgraphs for t in sg.tensors if t.is_dynamic and t not in dyn_inputs]
     if dyn_other:

@@ -14,7 +14,7 @@ Usage::
 
 import numpy as np
 
-try:  # the project's interpreter (SPEC 6); tf.lite.Interpreter is the same API
+try:  # the project's interpreter (ai-edge-litert); tf.lite.Interpreter is the same API
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 except ImportError:  # pragma: no cover - only on machines without ai-edge-litert
     Interpreter = OpResolverType = None
@@ -92,7 +92,7 @@ class TFLiteRunner:
 
 
 def psnr_between(a, b, data_range=1.0):
-    """PSNR (dB) of b against a over the whole arrays; inf when identical (SPEC 4)."""
+    """PSNR (dB) of b against a over the whole arrays; inf when identical."""
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
     return float("inf") if mse == 0 else 10.0 * np.log10(data_range**2 / mse)
 

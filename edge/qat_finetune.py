@@ -14,7 +14,7 @@ ground truth of the pairs, i.e. continues the task training under quantization.
 Usage::
 
     qat, losses = qat_finetune(float_model, pairs, steps=200, crop=64)
-    qat.save_weights("qat.weights.h5")   # whole-model saving of QAT models fails (SPEC 6)
+    qat.save_weights("qat.weights.h5")   # whole-model saving of QAT models fails with tfmot 0.8
 """
 
 import itertools

@@ -92,7 +92,7 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class RehazyConfig:
-    """Unpaired Rehazy training (trainer.name: rehazy); SPEC 2.2."""
+    """Unpaired Rehazy training (trainer.name: rehazy); the Rehazy paper."""
 
     clean: tuple = ()  # folder(s) of clean images with <stem>_depth.png beside (or a sibling depth/)
     hazy: tuple = ()  # folder(s) of real hazy images (no ground truth); empty: clean branch only
@@ -122,7 +122,7 @@ class RehazyConfig:
 
 @dataclass(frozen=True)
 class ColabatorConfig:
-    """Colabator fine-tuning on real hazy images (trainer.name: colabator); SPEC 2.3."""
+    """Colabator fine-tuning on real hazy images (trainer.name: colabator); Fang et al., NeurIPS 2024."""
 
     real: tuple = ()  # folder(s) of real hazy images (no ground truth)
     real_size: int = 256  # real images are resized to real_size x real_size (reference: 256)
@@ -144,7 +144,7 @@ class ColabatorConfig:
 
 @dataclass(frozen=True)
 class CORUNConfig:
-    """CORUN pretraining on clean images hazed on the fly (trainer.name: corun_pretrain); SPEC 2.3."""
+    """CORUN pretraining on clean images hazed on the fly (trainer.name: corun_pretrain); Fang et al., NeurIPS 2024."""
 
     clean: tuple = ()  # folder(s) of clean images with <stem>_depth.png (training/prepare_clean_depth.py)
     # data.train pairs (if any) add their clear images, with depth recovered from the pair

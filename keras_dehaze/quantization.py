@@ -5,7 +5,7 @@ tensorflow-model-optimization only knows built-in Keras layers. Each custom laye
 activations to quantize and whether to quantize the output, so that
 ``tfmot.quantization.keras.quantize_apply`` simulates the int8 TFLite graph while training.
 
-Facts this module is built on (SPEC 6):
+Facts this module is built on (measured; docs/deployment.md):
 
 * ``quantize_apply`` only takes Functional/Sequential models: AE-CR-Net is Functional.
 * Saving a whole QAT model fails; ``save_weights``/``load_weights`` works. Keep the float

@@ -1,6 +1,6 @@
 """GPU-delegate compatibility checker (edge/gpu_compat.py) and TF-free reader (edge/tflite_model.py).
 
-The checker must demonstrably FLAG known-bad models (SPEC section 6): GATHER_ND, TOPK_V2,
+The checker must demonstrably FLAG known-bad models: GATHER_ND, TOPK_V2,
 dynamic batch, GATHER with 2-D indices, Flex ops, int32 index arithmetic, 5-D tensors, and
 pass a known-good builtin-only model.
 """
@@ -234,7 +234,7 @@ print(json.dumps({{
 
 
 def test_classic_and_webgpu_verdicts_are_labelled_and_differ_where_measured(models):
-    """Executed on LiteRT's WebGPU accelerator (tests/test_litert_gpu.py, SPEC section 6):
+    """Executed on LiteRT's WebGPU accelerator (tests/test_litert_gpu.py):
     TOPK_V2 and a 2-D STRIDED_SLICE run fully on it; GATHER_ND and a shrink-axis STRIDED_SLICE
     are refused. The classic OpenCL/GL delegate rules reject all four."""
     expected_webgpu = {"topk": True, "slice_2d": True, "gather_nd": False, "slice_shrink": False,

@@ -282,7 +282,7 @@ def test_tflite_builtin_ops_only_and_parity(tmp_path):
     print("TFLite ops:", dict(sorted(ops.items())))
     print(report.format())
 
-    from ai_edge_litert.interpreter import Interpreter  # the project's runtime (SPEC 6)
+    from ai_edge_litert.interpreter import Interpreter  # the project's runtime (ai-edge-litert)
 
     interpreter = Interpreter(model_content=flat)
     interpreter.allocate_tensors()

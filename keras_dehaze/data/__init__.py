@@ -1,4 +1,4 @@
-"""Data: image I/O, dataset pairing, tf.data pipelines (SPEC section 3).
+"""Data: image I/O, dataset pairing, tf.data pipelines.
 
 `image_io` and `pairing` need only numpy and OpenCV; the tf.data pipelines are imported lazily
 (on first use of their names) so that e.g. the edge runner can read images without TensorFlow.

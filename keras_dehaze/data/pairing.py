@@ -1,6 +1,6 @@
 """Finding (hazy, clear) pairs in dataset folders, and holding out whole scenes for validation.
 
-Layouts (SPEC section 3):
+Layouts:
 - "reside": `<root>/hazy/<id>_<k>[_<beta>].<ext>` with `<root>/clear/<id>.<ext>` (or `GT/`):
   the clear image is the one whose stem is the hazy name before the first "_"; extensions may
   differ (SOTS-outdoor: hazy .jpg, clear .png). RESIDE ITS/OTS/SOTS.

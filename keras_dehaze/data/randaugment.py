@@ -27,7 +27,7 @@ Images need at least 16 x 16 pixels (blur reflect-pads by 15).
 
 Reference:
     Cubuk et al., "RandAugment", CVPR-W 2020; Sohn et al., "FixMatch", NeurIPS 2020;
-    Fang et al. (Colabator), NeurIPS 2024, SPEC 2.3.
+    Fang et al. (Colabator), NeurIPS 2024.
 """
 
 from keras_dehaze.backend import tf

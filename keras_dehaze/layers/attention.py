@@ -1,7 +1,7 @@
 """FFA-Net style attention blocks, composed of built-in Keras layers.
 
 Channel and pixel attention are built from GlobalAveragePooling2D, Conv2D and Multiply so that
-tensorflow-model-optimization knows every op inside them (SPEC 6: attention built from built-in
+tensorflow-model-optimization knows every op inside them (docs/deployment.md: attention built from built-in
 layers quantizes fully).
 """
 

@@ -7,7 +7,7 @@ Two bilinear samplers:
   the four corners are fetched with ``tf.gather`` on the input flattened to ``[B*Hp*Wp, C]`` with
   1-D int32 indices. This converts to GATHER with 1-D indices, FLOOR, CAST, ADD, MUL: ops the
   TFLite GPU delegate accepts. Gathering with absolute float coordinates or 4-D indices loses
-  precision in fp16/int8 and lowers to GATHER_ND, which the GPU delegate rejects (SPEC 6).
+  precision in fp16/int8 and lowers to GATHER_ND, which the GPU delegate rejects (docs/deployment.md).
 * ``"shift"`` (gather-free): offsets are bounded by ``R * tanh(o / R)`` and the bilinear weights
   ``relu(1 - |d - q|)`` are applied to (2R+1)^2 integer-shifted copies of the input made with
   PAD + STRIDED_SLICE. Only elementwise ops; exact within the bound; cost grows with (2R+1)^2.

@@ -54,7 +54,7 @@ class PadToMultiple(keras.layers.Layer):
         >>> PadToMultiple(4)(tf.zeros([1, 413, 550, 3])).shape  # [1, 416, 552, 3]
 
     Reference:
-        The AE-CR-Net reference code crashes unless H and W are multiples of 4 (SPEC 2.1).
+        The AE-CR-Net reference code crashes unless H and W are multiples of 4 (Wu et al., CVPR 2021, github.com/GlassyWu/AECR-Net).
     """
 
     def __init__(self, multiple, min_size=0, **kwargs):

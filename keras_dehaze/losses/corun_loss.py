@@ -5,7 +5,7 @@
 with J the dehazed output, T the transmission T^_K of the last stage (``CORUN(...,
 return_transmission=True)``), P the hazy input and CR the contrastive regularization of
 AE-CR-Net on the VGG taps relu1_1..relu5_1 (weights 1/32 .. 1). Reference weights 1, 0.01,
-0.2 (SPEC 2.3; ref code options ``pixel_opt``, ``asm_loss``, ``perceptual_weight``).
+0.2 (Fang et al., NeurIPS 2024; ref code options ``pixel_opt``, ``asm_loss``, ``perceptual_weight``).
 
 Example:
     >>> loss = CORUNLoss(feature_extractor="hed_vgg16")

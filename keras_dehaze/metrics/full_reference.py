@@ -1,6 +1,6 @@
 """Full-reference image-quality metrics (PSNR, SSIM, CIEDE2000) in plain numpy.
 
-These are the reference implementations used for every reported number (SPEC section 4).
+These are the reference implementations used for every reported number (docs/results_history.md, metric conventions).
 Everything is computed in float64. Inputs are HxWxC (or HxW) arrays:
 
 * float arrays are taken as they are (normally RGB in [0, 1], `data_range=1`);
@@ -119,7 +119,7 @@ def psnr(pred, target, data_range=1.0, crop_border=0, y_channel=False):
     Args:
         pred, target: HxWx3 (or HxW) images; float in [0, data_range], or uint8/uint16.
         data_range: peak value of the float images (1.0 for [0, 1]).
-        crop_border: pixels removed from each side before measuring (SPEC default: 0).
+        crop_border: pixels removed from each side before measuring (default 0: the AECR-Net and DehazeFormer convention).
         y_channel: measure BT.601 Y instead of RGB.
 
     Returns:

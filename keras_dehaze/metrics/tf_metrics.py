@@ -1,6 +1,6 @@
 """Batched TensorFlow PSNR/SSIM for use inside a Keras `test_step` / `tf.function`.
 
-Same convention as `full_reference` (SPEC section 4): NHWC RGB in [0, 1], max_val 1, whole
+Same convention as `full_reference` (docs/results_history.md, metric conventions): NHWC RGB in [0, 1], max_val 1, whole
 image; SSIM with an 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, valid region, mean
 over channels. They run in float32, so they agree with the float64 numpy reference only to
 ~1e-4 dB / ~1e-5 SSIM; report final numbers with the numpy versions.

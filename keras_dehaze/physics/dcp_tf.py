@@ -10,7 +10,7 @@ take NHWC float32 batches in [0, 1] and agree with them on the same image (tests
 - `estimate_transmission`: ``t = 1 - omega * dark_channel(I / A)``;
 - `guided_filter`: He's guided filter with a grey guide and clipped-window box means computed
   from cumulative sums (O(HW) for any radius);
-- `depth_prior`: relative depth ``d = -ln(t)`` of a HAZY image (Rehazy SPEC 2.2).
+- `depth_prior`: relative depth ``d = -ln(t)`` of a HAZY image (the Rehazy paper).
 
 Everything is differentiable almost everywhere (min/max/top-k pass subgradients). Note what
 the depth prior is: a haze-opacity measure that equals beta * depth only where the DCP holds

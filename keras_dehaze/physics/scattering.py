@@ -5,14 +5,14 @@ per-image parameters (beta, delta_beta, airlight) are scalars, shape [B], or for
 per channel [B, C]. A per-channel airlight shared by the whole batch must be given as [1, C]
 (a rank-1 tensor always means "one value per image"). Every op is differentiable.
 
-ASM (Koschmieder; SPEC 2.2):  I = J t + A (1 - t),  t = exp(-beta d).
+ASM (Koschmieder; the Rehazy paper):  I = J t + A (1 - t),  t = exp(-beta d).
 Rehazy (Rehazy paper, Sec. 3.2): a hazy image I0 with airlight A0 and depth d0 gets extra haze
 delta_beta (and optionally extra airlight delta_A) without knowing its clean image J0.
 """
 
 from keras_dehaze.backend import tf
 
-# Sampling ranges from the Rehazy paper (SPEC 2.2); Table 4: delta_beta U(0.1, 0.5) is best indoors.
+# Sampling ranges from the Rehazy paper; Table 4: delta_beta U(0.1, 0.5) is best indoors.
 PRESETS = {
     "indoor": dict(airlight=(0.7, 1.0), beta=(0.6, 1.8), delta_beta=(0.1, 0.5)),
     "outdoor": dict(airlight=(0.8, 1.0), beta=(0.01, 0.3), delta_beta=(0.01, 0.15)),

@@ -21,7 +21,7 @@ transformer trained on KonIQ-10k, via pyiqa/PyTorch). MUSIQ is learned from huma
 scores on in-the-wild photos; BRISQUE is a 36-feature natural-scene-statistics model trained on
 LIVE's synthetic distortions (blur, noise, JPEG/JPEG2000, fast fading). BRISQUE penalises blur,
 noise and compression well but knows nothing about haze or colour casts, and is noisier on
-32 px patches than MUSIQ. The paper's evaluation also reports BRISQUE (SPEC 2.3), so this is
+32 px patches than MUSIQ. The paper's evaluation also reports BRISQUE (Fang et al., NeurIPS 2024), so this is
 a real, standard measure - just not the one the paper used for its trust weights.
 """
 

@@ -14,7 +14,7 @@ the same), so the weighted L1 keeps roughly the scale of a plain L1; with T = 4 
 the weights stay within (2 sigmoid(-4), 2 sigmoid(4)) = (0.04, 1.96). The map is w_k repeated
 over the pixels of P_k (nearest-neighbour upsampling).
 
-Paper: ``w = Psi(norm(D) * norm(Q))`` (poster; SPEC 2.3). There, D is the CLIP "hazy"
+Paper: ``w = Psi(norm(D) * norm(Q))`` (Fang et al., NeurIPS 2024, poster). There, D is the CLIP "hazy"
 probability (higher = hazier), so the literal product would favour HAZY patches; the reference
 code flips it (``len(degradations) - score``) and sums instead of multiplying. We use the stated
 intent - clear and good patches get more weight - with the product of clarity and quality.

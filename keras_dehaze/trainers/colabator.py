@@ -151,7 +151,7 @@ class ColabatorTrainer(keras.Model):
         ...             callbacks=[PseudoLabelRefresh(trainer.teacher, pool, real, 256), LabelPoolLogger(pool)])
 
     Reference:
-        Fang et al., NeurIPS 2024 (Colabator); SPEC 2.3.
+        Fang et al., NeurIPS 2024 (Colabator).
     """
 
     def __init__(self, dehazer, contrastive=None, ema_rate=0.999, supervised_weight=1.0, pseudo_weight=1.0,

@@ -7,7 +7,7 @@ reduce_mean on each replica would multiply the update by the number of replicas)
 
 from keras_dehaze.backend import tf
 
-MULTISCALE_WEIGHTS = (1.0, 0.5, 0.25)  # J, J/2, J/4 (MS-DehazeNet, SPEC 2.2)
+MULTISCALE_WEIGHTS = (1.0, 0.5, 0.25)  # J, J/2, J/4 (MS-DehazeNet, the Rehazy paper)
 
 
 def as_outputs(outputs):
