@@ -8,6 +8,7 @@ launches it; the package's ``keras-dehaze dehaze --model x.tflite`` imports its 
 Usage::
 
     python edge/infer.py --model model.tflite INPUT... -o OUTDIR [--threads N] [--tile-overlap 32]
+                         [--max-megapixels MP] [--no-resize]
                          [--accelerator cpu|gpu] [--gpu-precision fp32|default]
 
 INPUT may be image files, folders (their images; ``--recursive`` for sub-folders) or glob
@@ -17,11 +18,17 @@ overwritten: a file whose output path would be one of the inputs is refused. An 
 truncated file is reported and skipped, the others are processed, and the exit code is 1 if any
 file failed (2 for a setup error: no interpreter, bad model, no input found).
 
-Any image size works. A ``.tflite`` normally has a fixed input size (e.g. 1x256x256x3): smaller
-images are padded up to it (reflect), larger ones are processed in overlapping tiles that are
-blended with a smooth window, so no seams are visible (see ``keras_dehaze/tiling.py``). Models
-with a dynamic input size are run on the whole image padded to a multiple of ``--multiple``
-(or tiled with ``--tile HxW``). float32, int8 and uint8 model inputs/outputs are handled using the
+Any image size works. A ``.tflite`` normally has a fixed input size (e.g. 1x256x256x3). A graph
+converted at a size that is a multiple of 4 has no pad/crop ops, so the interpreter can be resized
+(``resize_tensor_input`` + ``allocate_tensors``) and computes at any multiple of 4 what a
+conversion at that size computes: the image is padded to a multiple of ``--multiple`` (reflect)
+and run whole if it fits the pixel budget (``--max-megapixels``: about 1 GB peak memory), else in
+the fewest equal tiles the budget allows, overlapping by ``--tile-overlap`` and blended with a
+smooth window, so no seams are visible (see ``keras_dehaze/tiling.py``). Graphs with shapes baked
+in (the int8 AE-CR-Net's deformable-conv sampling grid) refuse the resize; they, and every model
+with ``--no-resize`` or on the GPU, run in tiles of their own size (images smaller than it are
+padded up). Models with a dynamic input size are treated like resizable ones (``--tile HxW``
+forces a tile size). float32, int8 and uint8 model inputs/outputs are handled using the
 quantization scale and zero point stored in the model.
 
 Dependencies: numpy, opencv (cv2) and a TFLite interpreter: ``ai_edge_litert`` (preferred;
@@ -94,6 +101,12 @@ DEFAULT_MAX_PIXELS = {"int": 512 * 512, "float": 448 * 448}
 # A fixed-size model resized to a smaller image is run at least at min(its own size, this) per
 # side (tiny images are padded up): some networks need a minimum size (LKD-Net: 40 pixels).
 MIN_RUN_SIDE = 64
+# Overlap of resized tiles (budget tiles of a resizable model): wider than the fixed tiles' 32,
+# because networks with global statistics (LKD-Net's ImageLayerNorm over the whole feature map,
+# global average pooling) give each tile its own brightness/contrast offset; the blend spreads
+# that step over the middle half of the overlap (48 px here instead of 16), which keeps it from
+# showing as a line in flat areas (sky, fog).
+DEFAULT_RESIZED_TILE_OVERLAP = 96
 ACCELERATORS = ("cpu", "gpu")
 # --gpu-precision: fp32 = GpuOptions(enforce_f32=True); default = the accelerator's own choice
 # (float16 arithmetic on most GPUs, ~50-60 dB from the CPU result).
@@ -213,8 +226,9 @@ class TFLiteDehazer:
         model_path: path to the ``.tflite`` file (input [1, H, W, 3] RGB in [0, 1], output
             the same shape; float32, int8 or uint8 tensors).
         threads: interpreter threads (None: ``os.cpu_count()``).
-        tile_overlap: minimum overlap between tiles, in pixels, for images larger than the model
-            (None: 32, or a quarter of the tile side for tiles smaller than 128).
+        tile_overlap: minimum overlap between tiles, in pixels (None: for tiles of the model's
+            own size 32, or a quarter of the tile side for tiles smaller than 128; for tiles of a
+            resized model ``DEFAULT_RESIZED_TILE_OVERLAP``, 96).
         multiple: the network's down-sampling factor: dynamic-size models are padded to a
             multiple of it; tiles are aligned to it (when the model size is a multiple of it).
         tile: (h, w) tile size for models run at the image's size (None: the whole padded image
@@ -341,6 +355,8 @@ class TFLiteDehazer:
         if self.max_pixels < 1:
             raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
         tile_size = self.input_size or self.tile
+        self.resized_overlap = int(DEFAULT_RESIZED_TILE_OVERLAP if tile_overlap is None
+                                   else tile_overlap)
         if tile_overlap is None:
             tile_overlap = DEFAULT_TILE_OVERLAP
             if tile_size is not None:
@@ -482,7 +498,7 @@ class TFLiteDehazer:
         ``("whole", (h, w))``, ``("tiles", (th, tw))`` or ``("fixed", (th, tw))`` (see
         ``last_plan``). Whole when the padded image fits ``max_pixels``; otherwise the fewest
         tiles of at most ``max_pixels`` (every tile the same size, so the interpreter is
-        resized once per image size), overlapping by ``tile_overlap``."""
+        resized once per image size), overlapping by ``resized_overlap``."""
         if not (self.dynamic or self.resize) or self.resizable is False:
             return "fixed", tuple(self.input_size)
         if self.tile is not None:
@@ -492,6 +508,11 @@ class TFLiteDehazer:
         if h * w <= self.max_pixels:
             return "whole", (h, w)
         return "tiles", self._budget_tile(int(height), int(width), min_h, min_w)
+
+    def overlap(self, mode):
+        """Tile overlap of a plan's mode: ``tile_overlap`` for tiles of the model's own size
+        ("fixed"), ``resized_overlap`` for tiles of a resized or dynamic model ("tiles")."""
+        return self.resized_overlap if mode == "tiles" else self.tile_overlap
 
     def prepare(self, height, width):
         """``plan(height, width)``, after trying (once, on the first image) whether a
@@ -503,7 +524,7 @@ class TFLiteDehazer:
         return mode, size
 
     def _budget_tile(self, height, width, min_h, min_w):
-        m, ov, budget = self.multiple, self.tile_overlap, self.max_pixels
+        m, ov, budget = self.multiple, self.resized_overlap, self.max_pixels
         tile_starts = self.tiling.tile_starts
 
         def smallest(length, count, low):
@@ -557,7 +578,7 @@ class TFLiteDehazer:
             out = self.tiling.dehaze_tiled(image, self.run, size, overlap=self.tile_overlap,
                                            multiple=self._align, out_dtype=dtype)
         elif mode == "tiles":
-            out = self.tiling.dehaze_tiled(image, self.run, size, overlap=self.tile_overlap,
+            out = self.tiling.dehaze_tiled(image, self.run, size, overlap=self.overlap(mode),
                                            multiple=self.multiple, out_dtype=dtype)
         else:
             h, w = image.shape[:2]
@@ -815,8 +836,9 @@ def build_parser():
     p.add_argument("--threads", type=int, default=None,
                    help="interpreter threads (default: number of CPU cores)")
     p.add_argument("--tile-overlap", type=int, default=None,
-                   help="minimum overlap in pixels between tiles for images larger than the "
-                        "model input (default 32; a quarter of the tile for tiles < 128)")
+                   help="minimum overlap in pixels between tiles (default: 32 for tiles of the "
+                        "model's own size, a quarter of the tile for tiles < 128; 96 for tiles "
+                        "of a resized model)")
     p.add_argument("--tile", type=parse_size, default=None, metavar="HxW",
                    help="tile size for models run at the image's size (dynamic or resized "
                         "models; default: the whole image if it fits --max-megapixels, else "

@@ -224,7 +224,7 @@ def _tflite_class():
             if mode == "whole":
                 return 1
             align = self._align if mode == "fixed" else self.multiple
-            return tiling.count_tiles((h, w), size, self.tile_overlap, align)
+            return tiling.count_tiles((h, w), size, self.overlap(mode), align)
 
         def run(self, batch):
             out = super().run(batch)
