@@ -85,7 +85,15 @@ def build_parser():
     dehaze.add_argument("-o", "--output", default="dehazed", metavar="OUTDIR",
                         help="output folder, created once the model has loaded (default: dehazed)")
     dehaze.add_argument("--model", default=None, help=models)
-    dehaze.add_argument("--threads", type=_positive_int, default=None, help="interpreter threads for .tflite models")
+    dehaze.add_argument("--threads", type=_positive_int, default=None,
+                        help="interpreter threads for .tflite models (default: all CPU cores)")
+    dehaze.add_argument("--precision", choices=("int8", "float"), default=None,
+                        help="for a preset: int8 runs the int8 .tflite file it ships with LiteRT (fast, "
+                             "TensorFlow is not loaded; the default when the preset ships one), float the "
+                             "Keras network (TensorFlow, tiles of --tile; the default otherwise)")
+    dehaze.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu",
+                        help="for .tflite models (and int8 presets): cpu (default) or gpu (LiteRT's GPU "
+                             "accelerator; runs the model at its own size, large images in tiles of it)")
     dehaze.add_argument("--tile", type=_tile_side, default=None, metavar="PIXELS",
                         help=f"tile side for Keras models (default {DEFAULT_TILE}, which keeps the bundled "
                              "network under 1.5 GB of memory on any photo size); larger tiles are faster "

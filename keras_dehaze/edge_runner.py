@@ -8,6 +8,7 @@ launches it; the package's ``keras-dehaze dehaze --model x.tflite`` imports its 
 Usage::
 
     python edge/infer.py --model model.tflite INPUT... -o OUTDIR [--threads N] [--tile-overlap 32]
+                         [--max-megapixels MP] [--no-resize]
                          [--accelerator cpu|gpu] [--gpu-precision fp32|default]
 
 INPUT may be image files, folders (their images; ``--recursive`` for sub-folders) or glob
@@ -17,11 +18,17 @@ overwritten: a file whose output path would be one of the inputs is refused. An 
 truncated file is reported and skipped, the others are processed, and the exit code is 1 if any
 file failed (2 for a setup error: no interpreter, bad model, no input found).
 
-Any image size works. A ``.tflite`` normally has a fixed input size (e.g. 1x256x256x3): smaller
-images are padded up to it (reflect), larger ones are processed in overlapping tiles that are
-blended with a smooth window, so no seams are visible (see ``keras_dehaze/tiling.py``). Models
-with a dynamic input size are run on the whole image padded to a multiple of ``--multiple``
-(or tiled with ``--tile HxW``). float32, int8 and uint8 model inputs/outputs are handled using the
+Any image size works. A ``.tflite`` normally has a fixed input size (e.g. 1x256x256x3). A graph
+converted at a size that is a multiple of 4 has no pad/crop ops, so the interpreter can be resized
+(``resize_tensor_input`` + ``allocate_tensors``) and computes at any multiple of 4 what a
+conversion at that size computes: the image is padded to a multiple of ``--multiple`` (reflect)
+and run whole if it fits the pixel budget (``--max-megapixels``: about 1 GB peak memory), else in
+the fewest equal tiles the budget allows, overlapping by ``--tile-overlap`` and blended with a
+smooth window, so no seams are visible (see ``keras_dehaze/tiling.py``). Graphs with shapes baked
+in (the int8 AE-CR-Net's deformable-conv sampling grid) refuse the resize; they, and every model
+with ``--no-resize`` or on the GPU, run in tiles of their own size (images smaller than it are
+padded up). Models with a dynamic input size are treated like resizable ones (``--tile HxW``
+forces a tile size). float32, int8 and uint8 model inputs/outputs are handled using the
 quantization scale and zero point stored in the model.
 
 Dependencies: numpy, opencv (cv2) and a TFLite interpreter: ``ai_edge_litert`` (preferred;
@@ -84,6 +91,22 @@ __all__ = [
 ]
 
 DEFAULT_TILE_OVERLAP = 32
+# Pixel budget of one interpreter run for models run at the image's size (dynamic models and
+# fixed-size models that can be resized): an image that fits runs whole, a larger one in tiles
+# as large as the budget. Peak RSS grows ~linearly with the pixels of one run; measured with
+# /usr/bin/time -v for LKD-Net-S (the heaviest resizable bundled network): int8 about
+# 0.1 GB + 2.7 GB per megapixel, float32 about 0.1 GB + 3.7 GB per megapixel. These budgets
+# keep the whole process (model, photo, result, PNG encoder) under 1 GB on any photo size.
+DEFAULT_MAX_PIXELS = {"int": 512 * 512, "float": 448 * 448}
+# A fixed-size model resized to a smaller image is run at least at min(its own size, this) per
+# side (tiny images are padded up): some networks need a minimum size (LKD-Net: 40 pixels).
+MIN_RUN_SIDE = 64
+# Overlap of resized tiles (budget tiles of a resizable model): wider than the fixed tiles' 32,
+# because networks with global statistics (LKD-Net's ImageLayerNorm over the whole feature map,
+# global average pooling) give each tile its own brightness/contrast offset; the blend spreads
+# that step over the middle half of the overlap (48 px here instead of 16), which keeps it from
+# showing as a line in flat areas (sky, fog).
+DEFAULT_RESIZED_TILE_OVERLAP = 96
 ACCELERATORS = ("cpu", "gpu")
 # --gpu-precision: fp32 = GpuOptions(enforce_f32=True); default = the accelerator's own choice
 # (float16 arithmetic on most GPUs, ~50-60 dB from the CPU result).
@@ -203,11 +226,22 @@ class TFLiteDehazer:
         model_path: path to the ``.tflite`` file (input [1, H, W, 3] RGB in [0, 1], output
             the same shape; float32, int8 or uint8 tensors).
         threads: interpreter threads (None: ``os.cpu_count()``).
-        tile_overlap: minimum overlap between tiles, in pixels, for images larger than the model
-            (None: 32, or a quarter of the tile side for tiles smaller than 128).
+        tile_overlap: minimum overlap between tiles, in pixels (None: for tiles of the model's
+            own size 32, or a quarter of the tile side for tiles smaller than 128; for tiles of a
+            resized model ``DEFAULT_RESIZED_TILE_OVERLAP``, 96).
         multiple: the network's down-sampling factor: dynamic-size models are padded to a
             multiple of it; tiles are aligned to it (when the model size is a multiple of it).
-        tile: (h, w) tile size for dynamic-size models (None: run the whole padded image).
+        tile: (h, w) tile size for models run at the image's size (None: the whole padded image
+            if it fits ``max_pixels``, else tiles as large as ``max_pixels`` allows).
+        resize: run a fixed-size model at other sizes (``resize_tensor_input`` +
+            ``allocate_tensors``): True (default) tries it on the first image and falls back to
+            tiles of the model's own size if the graph refuses (shapes baked into the graph, e.g.
+            the int8 AE-CR-Net's deformable-conv sampling grid); False always tiles at the model's
+            size. A graph converted at a size that is a multiple of ``multiple`` has no pad/crop
+            ops, so it computes at any multiple of it what a conversion at that size computes.
+            Off on the GPU (the compiled model has one size).
+        max_pixels: pixel budget of one interpreter run for resized/dynamic models (None:
+            ``DEFAULT_MAX_PIXELS`` for the model's input type, about 1 GB peak RSS for LKD-Net).
         accelerator: "cpu" (default: the TFLite interpreter, XNNPACK) or "gpu": LiteRT's GPU
             accelerator through ``CompiledModel`` (``litert_gpu.py``, loaded by file path; needs
             a fixed-size model and, on Linux, a Vulkan driver, e.g. Mesa 25's lavapipe).
@@ -224,13 +258,18 @@ class TFLiteDehazer:
         input_dtype / output_dtype: numpy dtypes of the model's input/output tensors.
         backend: "ai_edge_litert" or "tflite_runtime".
         last_tiles: number of interpreter runs of the last ``dehaze`` call.
+        last_plan: how the last image was run: ``("whole", (h, w))`` (one run at the padded
+            image size), ``("tiles", (th, tw))`` (resized tiles) or ``("fixed", (th, tw))`` (tiles
+            of the model's own size).
+        resizable: None until a resize was tried, then whether the model runs at other sizes.
         accelerator: "cpu" or "gpu".
         gpu_model: the ``litert_gpu.GpuModel`` (None on the CPU); ``gpu_model.fully_accelerated``
             and ``gpu_model.accelerator_log`` show what ran on the accelerator.
     """
 
     def __init__(self, model_path, threads=None, tile_overlap=None, multiple=4, tile=None,
-                 accelerator="cpu", gpu_precision="fp32", gpu_allow_partial=False):
+                 accelerator="cpu", gpu_precision="fp32", gpu_allow_partial=False, resize=True,
+                 max_pixels=None):
         model_path = os.fspath(model_path)
         if not os.path.isfile(model_path):
             raise FileNotFoundError(f"{model_path}: model file not found")
@@ -250,6 +289,7 @@ class TFLiteDehazer:
         self.multiple = int(multiple)
         self.tile = None if tile is None else tuple(int(v) for v in tile)
         self.xnnpack_error = None
+        self.resize_error = None
         try:
             self._interpreter = interpreter_class(model_path=model_path,
                                                   num_threads=self.threads)
@@ -303,8 +343,20 @@ class TFLiteDehazer:
         if self.input_dtype.kind in "iu" and self._in_quant[0] == 0:
             raise ValueError(f"{model_path}: integer input without quantization parameters")
         self._current_shape = tuple(shape)
+        self._native_shape = tuple(shape)
         self.last_tiles = 0
+        self.last_plan = None
+        # Resizing a fixed-size model: tried lazily on the first image (None: not tried yet).
+        self.resize = bool(resize) and self.accelerator == "cpu" and not self.dynamic
+        self.resizable = True if self.dynamic else (None if self.resize else False)
+        if max_pixels is None:
+            max_pixels = DEFAULT_MAX_PIXELS["int" if self.input_dtype.kind in "iu" else "float"]
+        self.max_pixels = int(max_pixels)
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
         tile_size = self.input_size or self.tile
+        self.resized_overlap = int(DEFAULT_RESIZED_TILE_OVERLAP if tile_overlap is None
+                                   else tile_overlap)
         if tile_overlap is None:
             tile_overlap = DEFAULT_TILE_OVERLAP
             if tile_size is not None:
@@ -382,18 +434,43 @@ class TFLiteDehazer:
     def _ensure_shape(self, shape):
         shape = tuple(int(v) for v in shape)
         if shape != self._current_shape:
-            self._interpreter.resize_tensor_input(self._in["index"], list(shape), strict=True)
+            self._interpreter.resize_tensor_input(self._in["index"], list(shape),
+                                                  strict=self.dynamic)
             self._interpreter.allocate_tensors()
             self._current_shape = shape
+
+    def _try_resize(self, shape):
+        """Resizes a fixed-size model to ``shape``; False (model back at its own size, never
+        tried again) if the graph refuses it or its output would not have the input's size."""
+        if self.resizable is False:
+            return False
+        try:
+            self._ensure_shape(shape)
+            out = [d for d in self._interpreter.get_output_details()
+                   if d["index"] == self._out["index"]][0]
+            if [int(v) for v in out["shape"][1:3]] != list(shape[1:3]):
+                raise ValueError(f"output shape {list(out['shape'])} for input {list(shape)}")
+        except (ValueError, RuntimeError) as e:
+            if self.dynamic:
+                raise
+            self.resize_error = str(e).strip()
+            self.resizable = False
+            self._interpreter.resize_tensor_input(self._in["index"], list(self._native_shape),
+                                                  strict=False)
+            self._interpreter.allocate_tensors()
+            self._current_shape = self._native_shape
+            return False
+        self.resizable = True
+        return True
 
     def run(self, batch):
         """One interpreter call: float32 [1, h, w, 3] in [0, 1] -> float32 [1, h, w, C]."""
         batch = np.asarray(batch, dtype=np.float32)
-        if self.dynamic:
+        if tuple(batch.shape) != self._current_shape:
+            if not (self.dynamic or self.resizable):
+                raise ValueError(f"the model needs input shape {list(self._current_shape)}, "
+                                 f"got {list(batch.shape)}")
             self._ensure_shape(batch.shape)
-        elif tuple(batch.shape) != self._current_shape:
-            raise ValueError(f"the model needs input shape {list(self._current_shape)}, "
-                             f"got {list(batch.shape)}")
         if self.gpu_model is not None:
             result = self.gpu_model.run(self._quantize(batch))[self._gpu_out_index]
             self.last_tiles += 1
@@ -403,12 +480,92 @@ class TFLiteDehazer:
         self.last_tiles += 1
         return self._dequantize(self._interpreter.get_tensor(self._out["index"]))
 
+    # -- planning
+    def _round_up(self, n):
+        m = self.multiple
+        return -(-int(n) // m) * m
+
+    def _min_run_size(self):
+        """Smallest run size per side: a resized fixed-size model is not run below
+        min(its own size, MIN_RUN_SIDE) (tiny images are padded up), a dynamic one below
+        ``multiple``."""
+        if self.dynamic:
+            return self.multiple, self.multiple
+        return tuple(self._round_up(min(side, MIN_RUN_SIDE)) for side in self._native_shape[1:3])
+
+    def plan(self, height, width):
+        """How an image of ``height`` x ``width`` is run, without running it:
+        ``("whole", (h, w))``, ``("tiles", (th, tw))`` or ``("fixed", (th, tw))`` (see
+        ``last_plan``). Whole when the padded image fits ``max_pixels``; otherwise the fewest
+        tiles of at most ``max_pixels`` (every tile the same size, so the interpreter is
+        resized once per image size), overlapping by ``resized_overlap``."""
+        if not (self.dynamic or self.resize) or self.resizable is False:
+            return "fixed", tuple(self.input_size)
+        if self.tile is not None:
+            return "tiles", tuple(self.tile)
+        min_h, min_w = self._min_run_size()
+        h, w = max(self._round_up(height), min_h), max(self._round_up(width), min_w)
+        if h * w <= self.max_pixels:
+            return "whole", (h, w)
+        return "tiles", self._budget_tile(int(height), int(width), min_h, min_w)
+
+    def overlap(self, mode):
+        """Tile overlap of a plan's mode: ``tile_overlap`` for tiles of the model's own size
+        ("fixed"), ``resized_overlap`` for tiles of a resized or dynamic model ("tiles")."""
+        return self.resized_overlap if mode == "tiles" else self.tile_overlap
+
+    def prepare(self, height, width):
+        """``plan(height, width)``, after trying (once, on the first image) whether a
+        fixed-size model can be resized; the interpreter is left at the size of the first run."""
+        mode, size = self.plan(height, width)
+        if mode != "fixed" and not self.dynamic and self.resizable is None:
+            if not self._try_resize((1, size[0], size[1], self._native_shape[3])):
+                mode, size = self.plan(height, width)  # the model's own size after all
+        return mode, size
+
+    def _budget_tile(self, height, width, min_h, min_w):
+        m, ov, budget = self.multiple, self.resized_overlap, self.max_pixels
+        tile_starts = self.tiling.tile_starts
+
+        def smallest(length, count, low):
+            """The smallest tile (multiple of m, >= low) covering ``length`` in ``count`` tiles."""
+            if count == 1:
+                return max(self._round_up(length), low)
+            t = max(self._round_up(-(-(length + (count - 1) * ov) // count)), low, ov + m)
+            while len(tile_starts(length, t, ov, m)) > count:
+                t += m
+            return t
+
+        low_h, low_w = max(min_h, ov + m), max(min_w, ov + m)  # the smallest usable tiles
+        most_rows = len(tile_starts(height, low_h, ov, m))
+        best = None
+        for ny in range(1, most_rows + 1):
+            if best is not None and ny > best[0][0]:
+                break  # more rows than the best total: cannot improve
+            th = smallest(height, ny, low_h)
+            tw_max = (budget // th) // m * m
+            if tw_max < low_w:
+                continue  # rows this tall leave no tile width within the budget
+            nx = len(tile_starts(width, tw_max, ov, m))
+            tw = smallest(width, nx, low_w)
+            key = (ny * nx, th * tw)
+            if best is None or key < best[0]:
+                best = (key, (th, tw))
+        if best is None:
+            raise ValueError(f"max_pixels {budget} is too small for tiles overlapping by {ov} "
+                             f"pixels (at least {(ov + m) * (ov + m)})")
+        return best[1]
+
     def dehaze(self, image, dtype=np.float32):
         """Dehazes an RGB image (H, W, 3) of any size: float in [0, 1], or uint8 / uint16
         (scaled to [0, 1] tile by tile). Returns float32 (H, W, 3) clipped to [0, 1]; with
         ``dtype=np.uint8`` / ``np.uint16``, the pixels ``round(clip(x, 0, 1) * 255)`` (65535),
         written row band by row band when tiled (no full-size float array: for a 12000x9000
-        photo 324 MB instead of 1.3 GB)."""
+        photo 324 MB instead of 1.3 GB).
+
+        Fixed-size models are resized to the image (see ``resize``) when the graph allows it:
+        the whole image in one run if it fits ``max_pixels``, else the fewest tiles the budget
+        allows; models that cannot be resized run in tiles of their own size."""
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an RGB image of shape (H, W, 3), got {image.shape}")
@@ -416,19 +573,24 @@ class TFLiteDehazer:
         if dtype not in (np.dtype(np.float32), np.dtype(np.uint8), np.dtype(np.uint16)):
             raise ValueError(f"dtype must be float32, uint8 or uint16, got {dtype}")
         self.last_tiles = 0
-        if not self.dynamic:
-            out = self.tiling.dehaze_tiled(image, self.run, self.input_size,
-                                           overlap=self.tile_overlap, multiple=self._align,
-                                           out_dtype=dtype)
-        elif self.tile is not None:
-            out = self.tiling.dehaze_tiled(image, self.run, self.tile,
-                                           overlap=self.tile_overlap, multiple=self.multiple,
-                                           out_dtype=dtype)
+        mode, size = self.last_plan = self.prepare(*image.shape[:2])
+        if mode == "fixed":
+            out = self.tiling.dehaze_tiled(image, self.run, size, overlap=self.tile_overlap,
+                                           multiple=self._align, out_dtype=dtype)
+        elif mode == "tiles":
+            out = self.tiling.dehaze_tiled(image, self.run, size, overlap=self.overlap(mode),
+                                           multiple=self.multiple, out_dtype=dtype)
         else:
-            out = self.tiling.dehaze_padded(image, self.run, self.multiple)
+            h, w = image.shape[:2]
+            padded = self.tiling.pad_to_size(self.tiling._to_float32(image), size)
+            out = self.run(np.ascontiguousarray(padded)[None])[0, :h, :w]
+            del padded
             if dtype != np.float32:
                 scale = 255.0 if dtype == np.uint8 else 65535.0
-                return np.round(np.clip(out, 0.0, 1.0) * np.float32(scale)).astype(dtype)
+                np.clip(out, 0.0, 1.0, out=out)
+                out *= np.float32(scale)
+                return np.round(out, out=out).astype(dtype)
+            out = np.ascontiguousarray(out)
         if dtype == np.float32:
             np.clip(out, 0.0, 1.0, out=out)
         return out
@@ -674,10 +836,20 @@ def build_parser():
     p.add_argument("--threads", type=int, default=None,
                    help="interpreter threads (default: number of CPU cores)")
     p.add_argument("--tile-overlap", type=int, default=None,
-                   help="minimum overlap in pixels between tiles for images larger than the "
-                        "model input (default 32; a quarter of the tile for tiles < 128)")
+                   help="minimum overlap in pixels between tiles (default: 32 for tiles of the "
+                        "model's own size, a quarter of the tile for tiles < 128; 96 for tiles "
+                        "of a resized model)")
     p.add_argument("--tile", type=parse_size, default=None, metavar="HxW",
-                   help="tile size for models with a dynamic input size (default: whole image)")
+                   help="tile size for models run at the image's size (dynamic or resized "
+                        "models; default: the whole image if it fits --max-megapixels, else "
+                        "the largest tiles that do)")
+    p.add_argument("--max-megapixels", type=float, default=None, metavar="MP",
+                   help="pixel budget of one interpreter run for models run at the image's size "
+                        "(default 0.26 for int8 models, 0.2 for float ones: about 1 GB peak "
+                        "memory with LKD-Net); larger runs are faster and use more memory")
+    p.add_argument("--no-resize", dest="resize", action="store_false",
+                   help="run fixed-size models only at their own size (tiles), never resized "
+                        "to the image")
     p.add_argument("--multiple", type=int, default=4,
                    help="the network's down-sampling factor: dynamic-size models are padded to "
                         "a multiple of it, tiles start on multiples of it (default 4)")
@@ -703,11 +875,18 @@ def main(argv=None):
     if args.threads is not None and args.threads < 1:
         print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
         return 2
+    max_pixels = None
+    if args.max_megapixels is not None:
+        if not args.max_megapixels > 0:
+            print(f"error: --max-megapixels must be > 0, got {args.max_megapixels}", file=sys.stderr)
+            return 2
+        max_pixels = int(args.max_megapixels * 1e6)
     try:
         dehazer = TFLiteDehazer(args.model, threads=args.threads, tile_overlap=args.tile_overlap,
                                 multiple=args.multiple, tile=args.tile,
                                 accelerator=args.accelerator, gpu_precision=args.gpu_precision,
-                                gpu_allow_partial=args.gpu_allow_partial)
+                                gpu_allow_partial=args.gpu_allow_partial, resize=args.resize,
+                                max_pixels=max_pixels)
     except (ImportError, OSError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -751,8 +930,10 @@ def main(argv=None):
             continue
         done += 1
         if not args.quiet:
-            print(f"ok {f} -> {out_path} ({w}x{h}, {dehazer.last_tiles} run(s), "
-                  f"{elapsed * 1000:.0f} ms)")
+            mode, (rh, rw) = dehazer.last_plan
+            how = {"whole": "whole image", "tiles": "tiles", "fixed": "tiles"}[mode]
+            print(f"ok {f} -> {out_path} ({w}x{h}, {dehazer.last_tiles} run(s), {how} "
+                  f"{rw}x{rh}, {elapsed * 1000:.0f} ms)")
     if not args.quiet or failed:
         print(f"{done} image(s) written, {failed} failed", file=sys.stderr if failed else sys.stdout)
     return 1 if failed else 0

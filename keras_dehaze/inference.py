@@ -192,6 +192,11 @@ def _tflite_class():
         needs_tensorflow = False
         _progress = None
         _total = 1
+        display_name = None  # e.g. "aecrnet_default (int8)" for a preset's int8 file
+
+        @property
+        def name(self):
+            return self.display_name or os.path.basename(self.model_path)
 
         def __init__(self, model_path, *args, **kwargs):
             from keras_dehaze.quiet import filtered_stderr
@@ -220,11 +225,11 @@ def _tflite_class():
 
         def tiles(self, shape):
             h, w = shape[:2]
-            if not self.dynamic:
-                return tiling.count_tiles((h, w), self.input_size, self.tile_overlap, self._align)
-            if self.tile is not None:
-                return tiling.count_tiles((h, w), self.tile, self.tile_overlap, self.multiple)
-            return 1
+            mode, size = self.prepare(h, w)
+            if mode == "whole":
+                return 1
+            align = self._align if mode == "fixed" else self.multiple
+            return tiling.count_tiles((h, w), size, self.overlap(mode), align)
 
         def run(self, batch):
             out = super().run(batch)
@@ -278,10 +283,45 @@ def load_keras_model(path):
         raise ModelLoadError(f"{path} is not a loadable keras-dehaze model: {type(e).__name__}: {e}") from None
 
 
-def load_dehazer(spec=None, threads=None, tile=None):
-    """``spec``: None/"aecrnet" (bundled default), a bundled name, "dcp", "identity",
-    a path to a ``.keras`` or ``.tflite`` file."""
+PRECISIONS = ("int8", "float")
+ACCELERATORS = ("cpu", "gpu")
+
+
+def int8_file(name):
+    """Path of the int8 ``.tflite`` a preset ships (its record's ``int8_tflite``), else None."""
+    record = pretrained.metadata(name)
+    if not record.get("int8_tflite"):
+        return None
+    return os.path.join(pretrained.WEIGHTS_DIR, record["int8_tflite"])
+
+
+def _load_tflite(path, threads=None, accelerator="cpu"):
+    if not os.path.exists(path):
+        raise ModelLoadError(f"model file not found: {path}")
+    try:
+        return _tflite_class()(path, threads=threads, accelerator=accelerator)
+    except (ImportError, OSError, ValueError, RuntimeError) as e:
+        message = str(e)
+        raise ModelLoadError(message if path in message else f"{path}: {message}") from None
+
+
+def load_dehazer(spec=None, threads=None, tile=None, precision="float", accelerator="cpu"):
+    """``spec``: None (the default preset), a bundled name or alias, "dcp", "identity",
+    a path to a ``.keras`` or ``.tflite`` file.
+
+    ``precision`` applies to presets: "float" (the Keras network, TensorFlow, tiles of ``tile``),
+    "int8" (the int8 ``.tflite`` the preset ships, run by LiteRT without TensorFlow; an error if
+    it ships none) or "auto" (int8 if shipped, else float). ``accelerator`` ("cpu"/"gpu") is
+    for ``.tflite`` models (``edge_runner.TFLiteDehazer``)."""
     spec = spec or pretrained.DEFAULT
+    if precision not in PRECISIONS + ("auto",):
+        raise ModelLoadError(f"precision must be one of {PRECISIONS + ('auto',)}, got {precision!r}")
+    if accelerator not in ACCELERATORS:
+        raise ModelLoadError(f"accelerator must be one of {ACCELERATORS}, got {accelerator!r}")
+    if accelerator != "cpu" and (spec in BASELINES or spec.endswith(".keras") or
+                                 (not spec.endswith(".tflite") and precision == "float")):
+        raise ModelLoadError(f"--accelerator {accelerator} runs .tflite models (a preset's int8 "
+                             f"file or a .tflite path), not {spec!r} at {precision} precision")
     if spec == "identity":
         return IdentityDehazer()
     if spec == "dcp":
@@ -290,18 +330,24 @@ def load_dehazer(spec=None, threads=None, tile=None):
         model = load_keras_model(spec)
         return KerasDehazer(model, name=os.path.basename(spec), tile=tile or default_tile(model))
     if spec.endswith(".tflite"):
-        if not os.path.exists(spec):
-            raise ModelLoadError(f"model file not found: {spec}")
-        try:
-            return _tflite_class()(spec, threads=threads)
-        except (ImportError, OSError, ValueError) as e:
-            message = str(e)
-            raise ModelLoadError(message if spec in message else f"{spec}: {message}") from None
+        return _load_tflite(spec, threads=threads, accelerator=accelerator)
     name = resolve_name(spec)
     if name not in pretrained.available():
         raise ModelLoadError(
             f"unknown model {spec!r}: give one of {model_names_text()}, or a path to a .keras or .tflite file"
         )
+    if precision != "float":
+        path = int8_file(name)
+        if path is not None:
+            dehazer = _load_tflite(path, threads=threads, accelerator=accelerator)
+            dehazer.display_name = f"{name} (int8)"
+            return dehazer
+        if precision == "int8":
+            raise ModelLoadError(f"the preset {name!r} ships no int8 .tflite file; use --precision float "
+                                 f"(or convert one: docs/deployment.md)")
+        if accelerator != "cpu":
+            raise ModelLoadError(f"--accelerator {accelerator} needs an int8 .tflite file; the preset "
+                                 f"{name!r} ships none")
     from keras_dehaze.quiet import import_tensorflow
 
     import_tensorflow()

@@ -160,7 +160,9 @@ def test_any_size_and_format(models, tmp_path):
     write(src / "gray16.png", gray16)
     write(src / "rgba.png", np.dstack([rgb8(50, 50, 5), np.full((50, 50), 7, np.uint8)]))
     out = tmp_path / "out"
-    proc = run_infer(["--model", models["f32"], src, "-o", out, "--threads", "2"])
+    # --no-resize: tiles of the model's own 32x32 size (the tiling and its seams are tested
+    # here; resized runs in test_fixed_model_resized_*).
+    proc = run_infer(["--model", models["f32"], src, "-o", out, "--threads", "2", "--no-resize"])
     assert proc.returncode == 0, proc.stderr
     assert "5 image(s) written, 0 failed" in proc.stdout
     shapes = {"small_odd": (19, 23), "large_odd": (75, 101), "wide": (21, 150),
@@ -304,7 +306,7 @@ def test_deployed_copy_without_repository(models, tmp_path):
 
 def test_python_api(models):
     infer = load_infer_module()
-    d = infer.TFLiteDehazer(models["f32"], threads=1)
+    d = infer.TFLiteDehazer(models["f32"], threads=1, resize=False)
     assert d.input_size == (SIZE, SIZE) and d.input_dtype == np.float32 and not d.dynamic
     assert infer.TFLiteDehazer(models["i8"]).input_dtype == np.int8
     assert infer.TFLiteDehazer(models["u8"]).input_dtype == np.uint8
@@ -316,6 +318,63 @@ def test_python_api(models):
     assert d.last_tiles == 4
     with pytest.raises(ValueError, match="RGB"):
         d.dehaze(img[:, :, :1])
+
+
+def test_fixed_model_resized_equals_conversion_at_that_size(models, tmp_path):
+    """A fixed 32x32 conversion run at 48x64 (resize_tensor_input) computes exactly what the
+    same weights converted for a dynamic size compute at 48x64 (float32), and the int8 file
+    resized stays as close to float as at its own size."""
+    infer = load_infer_module()
+    rgb = rgb8(48, 64, 20)[:, :, ::-1].astype(np.float32) / 255
+    d = infer.TFLiteDehazer(models["f32"], threads=1)
+    out = d.dehaze(rgb)
+    assert d.last_plan == ("whole", (48, 64)) and d.last_tiles == 1 and d.resizable
+    assert np.abs(out - np.clip(direct(models["dyn"], rgb), 0, 1)).max() <= 1e-6
+    q = infer.TFLiteDehazer(models["i8"], threads=1)
+    out_q = q.dehaze(rgb)
+    assert q.last_plan == ("whole", (48, 64))
+    assert np.abs(out_q - out).max() < 0.05 and np.abs(out_q - out).mean() < 0.005
+    # Odd sizes are padded to a multiple of 4 (reflect) and cropped back.
+    odd = rgb8(45, 61, 21)[:, :, ::-1].astype(np.float32) / 255
+    got = d.dehaze(odd)
+    assert got.shape == odd.shape and d.last_plan == ("whole", (48, 64))
+    assert np.abs(got - np.clip(direct(models["dyn"], odd), 0, 1))[:-2, :-2].max() <= 1e-6
+
+
+def test_model_with_baked_shapes_falls_back_to_its_own_size(models):
+    infer = load_infer_module()
+    d = infer.TFLiteDehazer(models["reshape"], threads=1)
+    img = np.random.default_rng(2).random((40, 50, 3), dtype=np.float32)
+    out = d.dehaze(img)
+    assert out.shape == img.shape and d.resizable is False and d.resize_error
+    assert d.last_plan == ("fixed", (SIZE, SIZE)) and d.last_tiles == 4
+
+
+def test_whole_image_or_tiles_follows_the_pixel_budget(models, tmp_path):
+    infer = load_infer_module()
+    rgb = rgb8(75, 101, 2)[:, :, ::-1].astype(np.float32) / 255
+    whole = np.clip(direct(models["dyn"], rgb), 0, 1)
+    d = infer.TFLiteDehazer(models["f32"], threads=1, max_pixels=76 * 104)
+    assert d.plan(75, 101) == ("whole", (76, 104))
+    assert np.abs(d.dehaze(rgb) - whole)[:-2, :-2].max() <= 1e-6 and d.last_tiles == 1
+    # A budget of 2000 pixels: the fewest equal tiles within it, overlapping by tile_overlap
+    # (the default 32 would not fit; 8 here), every tile the same size.
+    t = infer.TFLiteDehazer(models["f32"], threads=1, max_pixels=2000, tile_overlap=8)
+    mode, (th, tw) = t.plan(75, 101)
+    assert mode == "tiles" and th * tw <= 2000 and th % 4 == 0 and tw % 4 == 0
+    shapes = []
+    t.run = lambda batch, run=t.run: (shapes.append(batch.shape), run(batch))[1]
+    out = t.dehaze(rgb)
+    assert set(shapes) == {(1, th, tw, 3)} and t.last_tiles == len(shapes) > 1
+    assert t.last_tiles == infer.load_tiling_module().count_tiles((75, 101), (th, tw), 8, 4)
+    # Seams invisible: equal to the whole-image run away from the image border (3x3 convs).
+    assert np.abs(out - whole)[:-2, :-2].max() <= 1e-6
+    # Tiny images are padded up to min(model size, 64) per side.
+    assert d.plan(10, 20) == ("whole", (SIZE, SIZE))
+    proc = run_infer(["--model", models["f32"], write(tmp_path / "a.png", rgb8(75, 101, 2)),
+                      "-o", tmp_path / "o", "--max-megapixels", "0.002", "--tile-overlap", "8"])
+    assert proc.returncode == 0, proc.stderr
+    assert f"{t.last_tiles} run(s), tiles {tw}x{th}" in proc.stdout
 
 
 # ---------------------------------------------------------------------------- benchmark

@@ -91,7 +91,12 @@ def run(args):
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         print(f"error: the output folder {args.output} exists and is not a folder", file=sys.stderr)
         return 2
-    dehazer = load_model(args.model, threads=args.threads, tile=args.tile)
+    precision = getattr(args, "precision", None)
+    if precision is not None and args.model and args.model.endswith((".tflite", ".keras")):
+        print(f"error: --precision applies to presets; {args.model} runs in its own precision", file=sys.stderr)
+        return 2
+    dehazer = load_model(args.model, threads=args.threads, tile=args.tile, precision=precision or "auto",
+                         accelerator=getattr(args, "accelerator", "cpu"))
     if dehazer is None:
         return 2
     try:  # only once the model loaded: a bad model leaves no empty output folder behind
