@@ -189,6 +189,9 @@ def test_ctrl_c_in_a_real_process(tmp_path):
     script = tmp_path / "sigint.py"
     script.write_text(textwrap.dedent("""
         import os, signal, sys
+        # A terminal delivers SIGINT; a parent that ignores it (as the test runner may, after
+        # other tests) would make this child inherit SIG_IGN.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import numpy as np
         from keras_dehaze import inference
         from keras_dehaze.cli import console_main
