@@ -5,7 +5,7 @@ For each pair, fits the best per-channel affine map ``a_c * hazy_c + b_c`` to th
 When the oracle is close to what a dehazer scores, PSNR on that pair mostly measures global
 tone, not recovered structure (e.g. Dense-Haze, where the haze leaves almost no detail).
 
-    python training/affine_oracle.py ../shared/data/dense-haze ../shared/data/nh-haze2
+    python training/affine_oracle.py data/dense-haze data/nh-haze2
 """
 
 import argparse

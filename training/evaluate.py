@@ -1,6 +1,6 @@
 """Score models on benchmark folders (same as ``keras-dehaze eval``).
 
-    python training/evaluate.py ../shared/data/sots-outdoor ../shared/data/dense-haze \
+    python training/evaluate.py data/sots-outdoor data/dense-haze \
         --model aecrnet --model runs/aecrnet_cpu_demo/best.keras -o eval_results
 """
 

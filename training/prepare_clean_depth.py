@@ -7,16 +7,16 @@ Output: ``<out>/<name>.<ext>`` (a copy of the clean image) and ``<out>/<name>_de
 Sources:
     # (a) dataset ground truth: SOTS/RESIDE pairs (depth recovered from the pair), RGB-D frames,
     #     Middlebury disparity; the layout is detected (a folder of such folders works too)
-    python training/prepare_clean_depth.py --src ../shared/data/sots-indoor --out data/clean \
+    python training/prepare_clean_depth.py --src data/sots-indoor --out data/clean \
         --exclude-scenes 1409
-    python training/prepare_clean_depth.py --src ../shared/data/depth --out data/clean
+    python training/prepare_clean_depth.py --src data/depth --out data/clean
     # (b) a user depth network (SavedModel dir, .keras or .tflite), e.g. Depth Anything V2:
     python training/prepare_clean_depth.py --src photos/ --out data/clean --model da2.keras \
         --depth-output disparity --input-size 518 518 --imagenet-norm
     # (c) clean photos without depth sensor: PyDNet++ (mobilePydnet TFLite, run by LiteRT without
     #     TensorFlow); the file from --pydnet <path>, else $KERAS_DEHAZE_PYDNET or ~/.keras/models/
-    python training/prepare_clean_depth.py --src ../shared/data/clean-photos --out data/clean \
-        --pydnet ../shared/weights/depth/pydnet_plus_plus.tflite
+    python training/prepare_clean_depth.py --src data/clean-photos --out data/clean \
+        --pydnet path/to/pydnet_plus_plus.tflite
     # Check an estimator against measured depth first: python -m keras_dehaze.depth.evaluate
 """
 

@@ -1,7 +1,7 @@
 """Train a dehazing network from a YAML config (same as ``keras-dehaze train``).
 
     python training/train.py --config training/configs/aecrnet_cpu_demo.yaml \
-        --set data.train=../shared/data/sots-indoor --set run.out_dir=runs/demo
+        --set data.train=data/sots-indoor --set run.out_dir=runs/demo
 
 Rerunning with the same run.out_dir resumes from the last backup (kill-safe).
 """
