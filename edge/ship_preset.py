@@ -9,7 +9,6 @@ resize its input to any other multiple of 4. Measure its gap to float with edge/
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -47,11 +46,9 @@ def main(argv=None):
     out = os.path.join(pretrained.WEIGHTS_DIR, f"{name}_int8.tflite")
     with open(out, "wb") as f:
         f.write(blob)
-    meta.update(int8_tflite=os.path.basename(out), int8_kind=KINDS[args.mode], int8_size=[s, s])
-    if args.note:
-        meta["int8_note"] = args.note
-    with open(os.path.join(pretrained.WEIGHTS_DIR, f"{name}.json"), "w") as f:
-        json.dump(meta, f, indent=2)
+    extra = {"int8_note": args.note} if args.note else {}
+    pretrained.update_metadata(name, int8_tflite=os.path.basename(out), int8_kind=KINDS[args.mode],
+                               int8_size=[s, s], **extra)
     print(f"wrote {out} ({len(blob) / 1e6:.2f} MB, {KINDS[args.mode]})")
     return 0
 

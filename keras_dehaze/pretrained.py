@@ -66,6 +66,15 @@ def load_pretrained(name=DEFAULT, **overrides):
     return model
 
 
+def update_metadata(name, **fields):
+    """Adds or replaces fields of a preset's JSON record (e.g. the int8 file shipped beside it)."""
+    name = resolve(name)
+    meta = {**metadata(name), **fields}
+    with open(os.path.join(WEIGHTS_DIR, f"{name}.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+    return meta
+
+
 def export_pretrained(model, name, model_name, args, record, dtype="float16"):
     """Writes ``<name>.npz`` (weights in ``dtype``) and ``<name>.json`` into WEIGHTS_DIR."""
     os.makedirs(WEIGHTS_DIR, exist_ok=True)

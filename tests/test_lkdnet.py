@@ -236,3 +236,15 @@ def test_shipped_int8_of_the_default_preset_matches_float_at_any_multiple_of_4()
         want = model(hazy, training=False).numpy()
         assert got.shape == want.shape
         assert 10 * np.log10(1.0 / np.mean((got - want) ** 2)) > 35.0
+
+
+def test_folding_batchnorm_keeps_the_outputs(lkd_t):
+    from keras_dehaze.models.lkdnet import fold_batchnorm
+
+    model, _ = lkd_t
+    folded = fold_batchnorm(model)
+    assert not any(type(layer).__name__ == "BatchNormalization" for layer in folded.layers)
+    x = tf.random.uniform([1, 48, 56, 3])
+    np.testing.assert_allclose(folded(x, training=False).numpy(), model(x, training=False).numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="not an LKD-Net with BatchNorm"):
+        fold_batchnorm(folded)

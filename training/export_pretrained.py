@@ -92,9 +92,7 @@ def main(argv=None):
     meta = pretrained.export_pretrained(model, args.name, config["model"]["name"], args_out, record, dtype=args.dtype)
     if args.tflite:
         shutil.copy(args.tflite, os.path.join(pretrained.WEIGHTS_DIR, f"{args.name}_int8.tflite"))
-        meta["int8_tflite"] = f"{args.name}_int8.tflite"
-        with open(os.path.join(pretrained.WEIGHTS_DIR, f"{args.name}.json"), "w") as f:
-            json.dump(meta, f, indent=2)
+        meta = pretrained.update_metadata(args.name, int8_tflite=f"{args.name}_int8.tflite")
     print(json.dumps(meta, indent=2))
 
 

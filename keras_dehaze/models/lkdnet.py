@@ -157,10 +157,11 @@ def fold_batchnorm(model, input_shape=(None, None, 3), batch_size=None):
     by 1x1 convs (``Linear1`` after ``norm1``; ``cemlp_mlp_mlp_0`` and, through the linear global
     pooling, ``cemlp_ca_1`` after ``norm2``), so ``W (s x + t) + c = (W s) x + (W t + c)`` exactly.
     """
-    variant = model.name.rsplit("_", 1)[-1] if model.name.startswith("lkdnet_") else None
     depths = tuple(sum(1 for l in model.layers if l.name.startswith(f"layer{i}_") and l.name.endswith("_norm1"))
                    for i in range(1, 6))
-    variant = next((v for v, d in VARIANTS.items() if d == depths), variant)
+    variant = next((v for v, d in VARIANTS.items() if d == depths), None)
+    if variant is None:
+        raise ValueError(f"{model.name} is not an LKD-Net with BatchNorm layers (block depths {depths})")
     folded = LKDNet(variant, batchnorm=False, input_shape=input_shape, batch_size=batch_size, name=model.name)
     readers = {"norm1": ["Linear1"], "norm2": ["cemlp_mlp_mlp_0", "cemlp_ca_1"]}
     changed = {}

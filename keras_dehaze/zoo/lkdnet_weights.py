@@ -109,7 +109,7 @@ def _merged_entry(key, parts):
     is_kernel = len(first.shape) == 4
 
     def to_keras(w):
-        return (_conv(w) if is_kernel else w)  # split below, in _assign
+        return _conv(w) if is_kernel else w  # split in two by load_lkdnet_state_dict
 
     def to_torch(values):
         joined = np.concatenate(values, axis=-1)
