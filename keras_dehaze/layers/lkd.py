@@ -35,9 +35,13 @@ class ImageLayerNorm(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, x):
-        mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
-        var = tf.reduce_mean(tf.square(x - mean), axis=[1, 2, 3], keepdims=True)
-        return (x - mean) * tf.math.rsqrt(var + self.epsilon) * self.weight + self.bias
+        # Means over (H, W) first, then C: XNNPACK takes spatial MEANs and element-wise
+        # SUB/MUL/ADD on full tensors, so only 1x1xC work is left to reference kernels.
+        mean = tf.reduce_mean(tf.reduce_mean(x, axis=[1, 2], keepdims=True), axis=3, keepdims=True)
+        d = x - mean
+        var = tf.reduce_mean(tf.reduce_mean(d * d, axis=[1, 2], keepdims=True), axis=3,
+                             keepdims=True)
+        return d * (tf.math.rsqrt(var + self.epsilon) * self.weight) + self.bias
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape)
