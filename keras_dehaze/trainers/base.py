@@ -32,6 +32,10 @@ from keras_dehaze.data.training_data import paired_training_data
 
 TRAINERS = {}  # trainer.name -> Trainer subclass; filled by @register_trainer
 
+# The shared `trainer` keys of the contrastive-regularization term (a strategy that adds the term
+# reads these; the contrastive strategy also reads cr_start_step). See common.build_contrastive.
+CR_SETTINGS = ("cr_weight", "features", "feature_weights", "num_negatives", "positive_only")
+
 
 def register_trainer(name):
     """Class decorator: makes the strategy available as ``trainer.name: <name>``.
@@ -186,4 +190,4 @@ class Trainer(keras.Model):
         return train_ds, []
 
 
-__all__ = ["TRAINERS", "Trainer", "get_trainer", "register_trainer"]
+__all__ = ["CR_SETTINGS", "TRAINERS", "Trainer", "get_trainer", "register_trainer"]

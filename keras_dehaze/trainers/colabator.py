@@ -45,10 +45,9 @@ from keras_dehaze.data.randaugment import RandAugment
 from keras_dehaze.distribute import is_chief
 # PretrainedWeightsError and load_pretrained_weights lived here; still importable from here.
 from keras_dehaze.pretrained_weights import PretrainedWeightsError, clone_dehazer, load_pretrained_weights  # noqa: F401
-from keras_dehaze.trainers.base import Trainer, register_trainer
+from keras_dehaze.trainers.base import CR_SETTINGS, Trainer, register_trainer
 from keras_dehaze.trainers.common import as_outputs, average, build_contrastive, capped_psnr, multiscale_l1, ssim
 from keras_dehaze.trainers.label_pool import OptimalLabelPool
-from keras_dehaze.trainers.paired import CR_SETTINGS
 
 
 @register_trainer("colabator")

@@ -24,9 +24,9 @@ from keras_dehaze.config import ConfigError
 from keras_dehaze.data.training_data import clean_depth_training_data
 from keras_dehaze.losses.corun_loss import CORUNLoss
 from keras_dehaze.physics.corun_haze import CORUN_HAZE, random_corun_haze
-from keras_dehaze.trainers.base import register_trainer
+from keras_dehaze.trainers.base import CR_SETTINGS, register_trainer
 from keras_dehaze.trainers.common import average, build_contrastive
-from keras_dehaze.trainers.paired import CR_SETTINGS, PairedTrainer
+from keras_dehaze.trainers.paired import PairedTrainer
 from keras_dehaze.trainers.rehazy import unpack_unpaired
 
 # Networks with CORUN's transmission output (checked before anything is created).

@@ -6,9 +6,8 @@ import os
 from keras_dehaze.backend import keras, tf
 from keras_dehaze.config import ConfigError
 from keras_dehaze.data.training_data import log
-from keras_dehaze.trainers.base import Trainer, register_trainer
+from keras_dehaze.trainers.base import CR_SETTINGS, Trainer, register_trainer
 from keras_dehaze.trainers.common import as_outputs, average, build_contrastive, capped_psnr, multiscale_l1, ssim
-from keras_dehaze.trainers.paired import CR_SETTINGS
 
 
 @register_trainer("distill")

@@ -1,10 +1,8 @@
 """Paired training: L1 (+ beta x contrastive regularization) for any dehazing network."""
 
 from keras_dehaze.backend import keras, tf
-from keras_dehaze.trainers.base import Trainer, register_trainer
+from keras_dehaze.trainers.base import CR_SETTINGS, Trainer, register_trainer
 from keras_dehaze.trainers.common import as_outputs, average, build_contrastive, capped_psnr, multiscale_l1, ssim
-
-CR_SETTINGS = ("cr_weight", "features", "feature_weights", "num_negatives", "positive_only")
 
 
 @register_trainer("contrastive")
