@@ -43,8 +43,8 @@ from keras_dehaze.backend import keras, tf
 from keras_dehaze.config import ConfigError
 from keras_dehaze.data.randaugment import RandAugment
 from keras_dehaze.distribute import is_chief
-# PretrainedWeightsError and load_pretrained_weights lived here; still importable from here.
-from keras_dehaze.pretrained_weights import PretrainedWeightsError, clone_dehazer, load_pretrained_weights  # noqa: F401
+# PretrainedWeightsError and load_pretrained_weights lived here: still importable from here.
+from keras_dehaze.pretrained_weights import PretrainedWeightsError, clone_dehazer, load_pretrained_weights
 from keras_dehaze.trainers.base import CR_SETTINGS, Trainer, register_trainer
 from keras_dehaze.trainers.common import as_outputs, average, build_contrastive, capped_psnr, multiscale_l1, ssim
 from keras_dehaze.trainers.label_pool import OptimalLabelPool
@@ -265,4 +265,4 @@ class ColabatorTrainer(Trainer):
         return train_ds, callbacks
 
 
-__all__ = ["ColabatorTrainer"]
+__all__ = ["ColabatorTrainer", "PretrainedWeightsError", "load_pretrained_weights"]
