@@ -1,11 +1,18 @@
-"""Training callbacks: dehazer checkpoints (latest and best), a NaN guard, and a backup callback
-that refuses non-finite weights and checks a backup before restoring it."""
+"""Training callbacks: dehazer checkpoints (latest and best), a NaN guard, a backup callback
+that refuses non-finite weights and checks a backup before restoring it, the weight average swap
+(``optim.ema``), and Colabator's pseudo-label refresh, label-pool statistics and teacher
+checkpoint."""
 
 import json
 import math
 import os
+import time
+
+import numpy as np
 
 from keras_dehaze.backend import keras, tf
+from keras_dehaze.data.real_hazy import RealHazySet
+from keras_dehaze.quality.trust import score_label
 
 
 class CheckpointError(ValueError):
@@ -299,3 +306,132 @@ class _EpochEndBackup(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.backup._flush()
+
+
+# ------------------------------------------------------------------- Colabator (mean teacher)
+class PseudoLabelRefresh(keras.callbacks.Callback):
+    """Runs the teacher over the real images, scores its outputs and offers them to the pool.
+
+    Once when training starts (every image gets a label; on a resumed run only better labels
+    replace the stored ones) and then every ``every`` optimizer steps. ``history`` (and the
+    optional JSON-lines ``log_path``) records per refresh: step, images offered, labels stored
+    (new + replaced), replaced, the pool's size and mean D/Q, and the wall time.
+
+    Args:
+        teacher: the teacher network (``ColabatorTrainer.teacher``).
+        pool: an ``OptimalLabelPool``.
+        real: a ``RealHazySet``.
+        size: side the real images are resized to (as in ``real_label_dataset``).
+        density, quality: scorers (``keras_dehaze.quality``): density lower = clearer, quality
+            higher = better; each with ``__call__`` and ``patch_scores``.
+        every: optimizer steps between refreshes (0: only the initial one).
+        grid, temperature: the trust-weight grid N and Psi's steepness.
+        chunk: images per periodic refresh, round robin (0: all).
+        batch_size: images per teacher forward pass.
+        log_path: a .jsonl file to append refresh records to.
+        enabled: False on non-chief workers (they only read the pool).
+        verbose: print one line per refresh.
+    """
+
+    def __init__(self, teacher, pool, real, size, density, quality, every=100, grid=8, temperature=4.0, chunk=0,
+                 batch_size=4, log_path=None, enabled=True, verbose=True):
+        super().__init__()
+        self.teacher, self.pool, self.real, self.size = teacher, pool, real, int(size)
+        self.density, self.quality = density, quality
+        self.every, self.grid, self.temperature = int(every), int(grid), float(temperature)
+        self.chunk, self.batch_size = int(chunk), int(batch_size)
+        self.log_path, self.enabled, self.verbose = log_path, bool(enabled), bool(verbose)
+        self.history = []
+        self._cursor = 0
+        from keras_dehaze.trainers.common import as_outputs  # here: the trainers import this module
+
+        self._predict = tf.function(lambda x: as_outputs(teacher(x, training=False))[0], reduce_retracing=True)
+
+    def _step(self):
+        model = self.model
+        if model is not None and getattr(model, "optimizer", None) is not None:
+            return int(model.optimizer.iterations.numpy())
+        return 0
+
+    def on_train_begin(self, logs=None):
+        if self.enabled:
+            self.refresh(indices=range(len(self.real)))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.enabled or self.every <= 0:
+            return
+        step = self._step()
+        if step > 0 and step % self.every == 0:
+            self.refresh()
+
+    def _next_indices(self):
+        n = len(self.real)
+        if self.chunk <= 0 or self.chunk >= n:
+            return range(n)
+        indices = [(self._cursor + i) % n for i in range(self.chunk)]
+        self._cursor = (self._cursor + self.chunk) % n
+        return indices
+
+    def refresh(self, indices=None):
+        """One refresh over ``indices`` (default: the next chunk); returns its record."""
+        start = time.time()
+        indices = list(self._next_indices() if indices is None else indices)
+        before = self.pool.stats()
+        items = []
+        for first in range(0, len(indices), self.batch_size):
+            batch = indices[first:first + self.batch_size]
+            images = np.stack([RealHazySet.load(self.real.paths[i], self.size) for i in batch])
+            outputs = np.clip(self._predict(tf.constant(images)).numpy(), 0.0, 1.0)
+            for i, label in zip(batch, outputs):
+                weights, d, q = score_label(label, self.density, self.quality, self.grid, self.temperature)
+                items.append((self.real.ids[i], label, weights, d, q))
+        stored = self.pool.offer_many(items)
+        after = self.pool.stats()
+        record = {
+            "step": self._step(), "offered": len(items), "stored": int(sum(stored)),
+            "replaced": after["replaced"] - before["replaced"], "count": after["count"],
+            "mean_density": after["mean_density"], "mean_quality": after["mean_quality"],
+            "offered_mean_density": float(np.mean([it[3] for it in items])) if items else float("nan"),
+            "offered_mean_quality": float(np.mean([it[4] for it in items])) if items else float("nan"),
+            "seconds": round(time.time() - start, 2),
+        }
+        self.history.append(record)
+        if self.log_path:
+            os.makedirs(os.path.dirname(os.path.abspath(self.log_path)), exist_ok=True)
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if self.verbose:
+            print(f"[colabator] step {record['step']}: pseudo-labels for {record['offered']} real images, "
+                  f"{record['stored']} stored ({record['replaced']} replaced); pool {record['count']} labels, "
+                  f"mean D {record['mean_density']:.4f}, mean Q {record['mean_quality']:.2f} "
+                  f"({record['seconds']} s)", flush=True)
+        return record
+
+
+class LabelPoolLogger(keras.callbacks.Callback):
+    """Adds the pool's statistics to the epoch logs (CSV/TensorBoard) and resets its counters:
+    ``pool_replaced`` (labels replaced during the epoch), ``pool_added``, ``pool_size``,
+    ``pool_density`` and ``pool_quality`` (means over the stored labels). Put it before the
+    CSVLogger in the callback list."""
+
+    def __init__(self, pool):
+        super().__init__()
+        self.pool = pool
+
+    def on_epoch_end(self, epoch, logs=None):
+        stats = self.pool.stats()
+        if logs is not None:
+            logs.update({"pool_replaced": stats["replaced"], "pool_added": stats["added"], "pool_size": stats["count"],
+                         "pool_density": stats["mean_density"], "pool_quality": stats["mean_quality"]})
+        self.pool.reset_stats()
+
+
+class TeacherCheckpoint(keras.callbacks.Callback):
+    """Saves the teacher (the EMA model, often the better one to deploy) each epoch, atomically."""
+
+    def __init__(self, teacher, path):
+        super().__init__()
+        self.teacher, self.path = teacher, path
+
+    def on_epoch_end(self, epoch, logs=None):
+        save_model_atomic(self.teacher, self.path)

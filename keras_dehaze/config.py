@@ -2,17 +2,30 @@
 
 Unknown keys and wrong types are errors that name the key, so a typo never trains silently
 with a default.
+
+Sections: ``model``, ``data``, ``optim`` and ``run`` for every run; ``trainer`` names the
+training strategy (``trainer.name``) and holds the settings several strategies share (the
+contrastive-regularization term); each strategy with settings of its own has its section
+(``rehazy``, ``colabator``, ``corun``, ``distill``). A setting lives in one place only.
+Keys of the older layout (``colabator.cr_weight``, ``corun.features``, ...; ``MOVED_KEYS``)
+are moved to their place by ``load_config``, with an ``ObsoleteConfigKeyWarning``.
 """
 
 import dataclasses
 import typing
+import warnings
 from dataclasses import dataclass, field
+from typing import Optional
 
 import yaml
 
 
 class ConfigError(ValueError):
     pass
+
+
+class ObsoleteConfigKeyWarning(UserWarning):
+    """A config used a key of the older layout; ``load_config`` moved (or dropped) it."""
 
 
 @dataclass(frozen=True)
@@ -53,12 +66,26 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainerConfig:
+    """The training strategy and the settings several strategies share.
+
+    ``name`` is a key of ``keras_dehaze.trainers.TRAINERS`` (contrastive, rehazy, colabator,
+    corun_pretrain, distill, or one registered with ``register_trainer``). The other keys
+    configure the contrastive-regularization (CR) term of AECR-Net, which the contrastive,
+    colabator, corun_pretrain and distill strategies add to their losses; a strategy refuses the
+    keys it does not read (each trainer's ``trainer_settings``). Unset (null) keys take the
+    strategy's default (its ``trainer_defaults``); the run's config.yaml records the values used.
+    """
+
     name: str = "contrastive"
-    cr_weight: float = 0.1  # beta; 0 trains with L1 only and needs no VGG weights
+    # Weight of the CR term (beta of AECR-Net); 0: off, no pretrained features needed. Unset:
+    # the strategy's default (contrastive 0.1, colabator 0.1, corun_pretrain 0.2, distill 0).
+    cr_weight: Optional[float] = None
     num_negatives: int = 1  # 1:r positives to negatives
     positive_only: bool = False  # the "CR*" ablation (perceptual loss)
-    cr_start_step: int = 0  # L1-only warm-up steps before CR (needed by global-residual nets)
-    features: str = "vgg19"  # "vgg19" (ImageNet, the paper), "hed_vgg16" or "imagenet_squeezenet" (offline)
+    cr_start_step: int = 0  # L1-only warm-up steps before CR (needed by global-residual nets; contrastive only)
+    # "vgg19" (ImageNet, the papers), "hed_vgg16" or "imagenet_squeezenet" (offline). Unset: the
+    # strategy's default (vgg19; corun_pretrain hed_vgg16).
+    features: Optional[str] = None
     # vgg19: "" or "imagenet" (download) or a local .h5 file; imagenet_squeezenet: the path of
     # squeezenet_weights_tf_dim_ordering_tf_kernels_notop.h5 ("": $KERAS_DEHAZE_SQUEEZENET or ~/.keras/models/)
     feature_weights: str = ""
@@ -84,7 +111,7 @@ class OptimConfig:
 class RunConfig:
     out_dir: str = "runs/experiment"
     seed: int = 0
-    strategy: str = "default"  # "default", "mirrored", "multi_worker"
+    strategy: str = "default"  # "default", "mirrored", "multi_worker" (keras_dehaze.distribute)
     backup_every_steps: int = 0  # 0: back up at each epoch end; N: also every N steps
     tensorboard: bool = True
     verbose: int = 1  # Keras fit verbosity (1: progress bar)
@@ -138,7 +165,7 @@ class ColabatorConfig:
     quality: str = "brisque"  # no-reference quality scorer (higher = better: 100 - BRISQUE)
     supervised_weight: float = 1.0  # L1 on data.train pairs (+ re-synthesis)
     pseudo_weight: float = 1.0  # trust-weighted L1 to the pool label
-    cr_weight: float = 0.1  # contrastive-perceptual term (features: trainer.features); 0: off
+    # the contrastive-perceptual term on the student's view: trainer.cr_weight / trainer.features
     randaugment_ops: int = 2  # n of RandAugment for the student view
 
 
@@ -150,9 +177,8 @@ class CORUNConfig:
     # data.train pairs (if any) add their clear images, with depth recovered from the pair
     # (validation scenes excluded); their hazy images are not used.
     asm_weight: float = 0.01  # L1(J T + 1 - T, P), T = T^_K of the last stage (reference 0.01)
-    contrastive_weight: float = 0.2  # contrastive-perceptual term (reference 0.2); 0: off, no VGG needed
-    features: str = "hed_vgg16"  # "vgg19" (reference, ImageNet), "hed_vgg16" or "imagenet_squeezenet" (offline)
-    feature_weights: str = ""  # as trainer.feature_weights
+    # the contrastive-perceptual term: trainer.cr_weight (default here 0.2, the reference) and
+    # trainer.features (default here hed_vgg16; the reference uses vgg19)
     degrade: bool = True  # reference gamma / noise / JPEG degradations of the hazy input
 
 
@@ -164,7 +190,7 @@ class DistillConfig:
     hazy: tuple = ()  # folder(s)/globs of images without ground truth, labelled by the teacher
     unlabelled_fraction: float = 0.5  # share of batches drawn from `hazy` (when set)
     gt_weight: float = 0.5  # on pairs: gt_weight x L1(GT) + (1 - gt_weight) x L1(teacher)
-    cr_weight: float = 0.0  # contrastive term on the student output (features: trainer.features)
+    # the contrastive term on the student output: trainer.cr_weight (default here 0: off)
 
 
 @dataclass(frozen=True)
@@ -180,8 +206,58 @@ class Config:
     distill: DistillConfig = field(default_factory=DistillConfig)
 
 
+# Keys of the older layout, where the colabator, corun and distill sections repeated settings of
+# the contrastive term: old key -> (its place now, the trainer.name that read the old key).
+MOVED_KEYS = {
+    "colabator.cr_weight": ("trainer.cr_weight", "colabator"),
+    "distill.cr_weight": ("trainer.cr_weight", "distill"),
+    "corun.contrastive_weight": ("trainer.cr_weight", "corun_pretrain"),
+    "corun.features": ("trainer.features", "corun_pretrain"),
+    "corun.feature_weights": ("trainer.feature_weights", "corun_pretrain"),
+}
+
+
+def migrate(raw, source="config"):
+    """Moves the keys of the older layout (``MOVED_KEYS``) in a raw config dict to their place.
+
+    The old layout had the strategy named by its old key read that key and ignore the shared
+    one (a colabator run read ``colabator.cr_weight``, not ``trainer.cr_weight``), so:
+    - when ``trainer.name`` is that strategy, the old key's value becomes the new key's (it was
+      the value in use), replacing what the new key held;
+    - otherwise no strategy read the old key, and it is dropped.
+    Either way an ``ObsoleteConfigKeyWarning`` names what happened. Returns ``raw`` (changed in
+    place); run configs written since (``config.yaml``) use the current layout.
+    """
+    trainer = raw.get("trainer")
+    name = trainer.get("name", TrainerConfig.name) if isinstance(trainer, dict) else TrainerConfig.name
+    notes = []
+    for old, (new, reader) in MOVED_KEYS.items():
+        section, key = old.split(".")
+        values = raw.get(section)
+        if not isinstance(values, dict) or key not in values:
+            continue
+        value = values.pop(key)
+        if name != reader:
+            notes.append(f"{old} dropped (only trainer.name {reader} read it)")
+            continue
+        new_section, new_key = new.split(".")
+        target = raw.setdefault(new_section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"cannot move {old} to {new}: '{new_section}' is not a section")
+        replaced = f", replacing {new_key}: {target[new_key]!r}, which {reader} did not read" \
+            if new_key in target and target[new_key] != value else ""
+        target[new_key] = value
+        notes.append(f"{old}: {value!r} is now {new}{replaced}")
+    if notes:
+        warnings.warn(f"{source} uses keys of the older layout: {'; '.join(notes)}. Write them in the "
+                      "trainer section (docs/training.md, 'Shared settings').", ObsoleteConfigKeyWarning,
+                      stacklevel=3)
+    return raw
+
+
 def load_config(path=None, overrides=(), schema=Config):
-    """Reads a YAML file (or nothing) and applies ``key.sub=value`` overrides."""
+    """Reads a YAML file (or nothing), applies ``key.sub=value`` overrides and moves keys of
+    the older layout (``migrate``)."""
     raw = {}
     if path:
         try:
@@ -198,6 +274,8 @@ def load_config(path=None, overrides=(), schema=Config):
             raise ConfigError(f"override {item!r} must look like section.key=value")
         key, value = item.split("=", 1)
         _set_path(raw, key.strip().split("."), yaml.safe_load(value))
+    if schema is Config:
+        migrate(raw, source=f"config file {path}" if path else "config")
     return from_dict(schema, raw)
 
 
@@ -208,8 +286,10 @@ def from_dict(cls, data, prefix=""):
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f" in section '{prefix}'" if prefix else ""
-        raise ConfigError(f"unknown config key(s){where}: {', '.join(prefix + '.' * bool(prefix) + k for k in unknown)}; "
-                          f"known: {', '.join(sorted(fields))}")
+        names = [prefix + "." * bool(prefix) + k for k in unknown]
+        moved = [f"{n} is now {MOVED_KEYS[n][0]}" for n in names if n in MOVED_KEYS]
+        raise ConfigError(f"unknown config key(s){where}: {', '.join(names)}; known: {', '.join(sorted(fields))}"
+                          + (f" ({'; '.join(moved)}; load_config moves such keys)" if moved else ""))
     hints = typing.get_type_hints(cls)
     values = {}
     for name, value in data.items():
@@ -224,6 +304,11 @@ def to_dict(config):
 
 
 def _coerce(kind, value, key):
+    if typing.get_origin(kind) is typing.Union:  # Optional[X]: None (or "") means unset
+        inner = next(k for k in typing.get_args(kind) if k is not type(None))
+        if value is None or value == "":
+            return None
+        return _coerce(inner, value, key)
     if kind is float and isinstance(value, str):
         try:  # YAML 1.1 reads "1e-3" (no dot) as a string
             return float(value)

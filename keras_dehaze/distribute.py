@@ -17,7 +17,11 @@ import tempfile
 
 from keras_dehaze.backend import tf
 
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+# No TPU strategy: nothing here was ever run on a TPU, and the training stack assumes a host
+# that reads local files (tf.numpy_function image readers and label-pool lookups, depth caches
+# and backups on a local or shared POSIX filesystem) and validation images of varying sizes,
+# none of which a TPU worker provides as is.
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 # One MultiWorkerMirroredStrategy per process: its collective ops are configured once, at
 # program start-up; a second instance would reconfigure them (TF warns that previously created
@@ -27,8 +31,11 @@ _MULTI_WORKER = None
 
 def make_strategy(name="default"):
     """default: one device; mirrored: all local GPUs (or CPUs if none);
-    multi_worker: MultiWorkerMirroredStrategy configured by TF_CONFIG (created once per process);
-    tpu: a TPU cluster."""
+    multi_worker: MultiWorkerMirroredStrategy configured by TF_CONFIG (created once per process).
+
+    Raises:
+        ValueError: any other name (``STRATEGIES`` lists the known ones).
+    """
     global _MULTI_WORKER
     if name == "default":
         return tf.distribute.get_strategy()
@@ -38,12 +45,7 @@ def make_strategy(name="default"):
         if _MULTI_WORKER is None:
             _MULTI_WORKER = tf.distribute.MultiWorkerMirroredStrategy()
         return _MULTI_WORKER
-    if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")
+    raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
 
 def replicate_batches(dataset, replicas):
@@ -70,10 +72,10 @@ def task(strategy):
 
 
 def is_chief(strategy):
-    """True for single-process strategies, and in a cluster for the task that writes the
-    checkpoints: type "chief", or worker 0 when the cluster has no chief (TF's own rule,
-    ``strategy.extended.should_checkpoint``)."""
-    return bool(strategy.extended.should_checkpoint)
+    """True for single-process strategies (and for ``None``: no strategy), and in a cluster for
+    the task that writes the checkpoints: type "chief", or worker 0 when the cluster has no chief
+    (TF's own rule, ``strategy.extended.should_checkpoint``)."""
+    return strategy is None or bool(strategy.extended.should_checkpoint)
 
 
 def worker_write_dir(out_dir, strategy):

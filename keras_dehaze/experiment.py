@@ -1,5 +1,9 @@
 """Runs one training experiment from a ``Config``: data, network, trainer, fit, checkpoints.
 
+The training strategy is the class registered as ``trainer.name``; everything strategy-specific
+(its config checks, data, construction, extra callbacks, description) comes through the hooks
+of ``keras_dehaze.trainers.base.Trainer``.
+
 Resuming is automatic: rerunning with the same ``run.out_dir`` continues from the last backup
 (optimizer state and step count included) through Keras' ``BackupAndRestore``.
 
@@ -11,7 +15,6 @@ workers share, since every worker restores from it.
 
 import glob
 import json
-import math
 import os
 import time
 
@@ -26,58 +29,24 @@ from keras_dehaze.callbacks import (
     validate_backup,
 )
 from keras_dehaze.config import ConfigError, to_dict
-from keras_dehaze.data import find_pairs, paired_dataset, split_by_scene, validation_dataset
-from keras_dehaze.distribute import make_strategy, remove_worker_write_dir, replicate_batches, worker_write_dir
-from keras_dehaze.losses import ContrastiveRegularization
+from keras_dehaze.data.training_data import log
+from keras_dehaze.distribute import (
+    STRATEGIES,
+    make_strategy,
+    remove_worker_write_dir,
+    replicate_batches,
+    worker_write_dir,
+)
 from keras_dehaze.models import build_model
-from keras_dehaze.trainers import TRAINERS
-from keras_dehaze.trainers.colabator import load_pretrained_weights
+from keras_dehaze.pretrained_weights import load_pretrained_weights
+from keras_dehaze.trainers import get_trainer
 from keras_dehaze.trainers.common import capped_psnr, ssim
 
 
-def log(message):
-    print(f"[keras-dehaze] {message}", flush=True)
-
-
-def load_pairs(data_cfg, seed):
-    """Training and validation pairs; validation holds out whole scenes."""
-    if not data_cfg.train:
-        raise ConfigError("data.train is empty: give paired dataset folder(s) (--set data.train=PATH)")
-    pairs = [pair for root in data_cfg.train for pair in find_pairs(root, data_cfg.layout)]
-    if data_cfg.val:
-        return pairs, find_pairs(data_cfg.val, data_cfg.layout)
-    if data_cfg.val_scenes or data_cfg.val_fraction:
-        return split_by_scene(
-            pairs,
-            val_scenes=[str(s) for s in data_cfg.val_scenes] or None,
-            val_fraction=data_cfg.val_fraction or None,
-            seed=seed,
-        )
-    return pairs, []
-
-
-def build_contrastive(trainer_cfg):
-    """The CR loss, or None when cr_weight is 0. Missing pretrained features raise here,
-    before any training starts (never random features)."""
-    if trainer_cfg.cr_weight <= 0:
-        return None
-    return ContrastiveRegularization(
-        feature_extractor=trainer_cfg.features,
-        weights=trainer_cfg.feature_weights or None,
-        num_negatives=trainer_cfg.num_negatives,
-        positive_only=trainer_cfg.positive_only,
-    )
-
-
 def build_trainer(config, dehazer):
-    name = config.trainer.name
-    if name not in TRAINERS:
-        raise ConfigError(f"unknown trainer.name {name!r}; known: {sorted(TRAINERS)}")
-    cls = TRAINERS[name]
-    if hasattr(cls, "from_experiment_config"):  # trainers that read their own config section
-        return cls.from_experiment_config(config, dehazer)
-    return cls(dehazer, build_contrastive(config.trainer), config.trainer.cr_weight,
-               cr_start_step=config.trainer.cr_start_step)
+    """The strategy named by ``trainer.name`` for ``dehazer`` (ConfigError for an unknown name)."""
+    cls = get_trainer(config.trainer.name)
+    return cls.from_experiment_config(cls.resolve_config(config), dehazer)
 
 
 def make_optimizer(optim_cfg, total_steps):
@@ -103,32 +72,30 @@ def identity_scores(val_ds):
     return {"val_psnr": sum(psnr) / len(psnr), "val_ssim": sum(ssim_values) / len(ssim_values)}
 
 
-# Models whose transmission output corun_pretrain trains (CORUN's stages).
-CORUN_MODELS = ("corun", "corun_compact")
-# trainer.name -> (config section, fields) of the extra data folders that trainer reads.
-TRAINER_FOLDERS = {"rehazy": ("rehazy", ("clean", "hazy")), "colabator": ("colabator", ("real",)),
-                   "corun_pretrain": ("corun", ("clean",))}
-
-
 def _folders(value):
     if not value:
         return []
     return [value] if isinstance(value, str) else [v for v in value if v]
 
 
+def _setting(config, key):
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
+
+
 def validate(config):
     """Checks what can be checked before anything is created (run folder, depth cache, ...):
-    the trainer/model combination and that every configured data folder exists. Raises
-    ConfigError; creates nothing."""
-    if config.trainer.name == "corun_pretrain" and config.model.name not in CORUN_MODELS:
-        raise ConfigError(
-            f"trainer.name corun_pretrain with model.name {config.model.name!r}: corun_pretrain needs CORUN's "
-            f"transmission output; it works with model.name {'/'.join(CORUN_MODELS)} only")
-    checks = [(f"data.train", path) for path in _folders(config.data.train)]
-    checks += [("data.val", path) for path in _folders(config.data.val)]
-    section, fields = TRAINER_FOLDERS.get(config.trainer.name, (None, ()))
-    for field_name in fields:
-        checks += [(f"{section}.{field_name}", path) for path in _folders(getattr(getattr(config, section), field_name))]
+    the strategy name, the strategy's own checks (``check_config``: e.g. the trainer/model
+    combination), the distribution strategy, and that every configured data folder exists.
+    Raises ConfigError; creates nothing. Returns the config with the strategy's defaults of
+    unset ``trainer`` keys filled in (``Trainer.resolve_config``)."""
+    cls = get_trainer(config.trainer.name)
+    config = cls.resolve_config(config)
+    cls.check_config(config)
+    if config.run.strategy not in STRATEGIES:
+        raise ConfigError(f"run.strategy must be one of {', '.join(STRATEGIES)}, got {config.run.strategy!r}")
+    keys = ("data.train", "data.val", *cls.folder_settings)
+    checks = [(key, path) for key in keys for path in _folders(_setting(config, key))]
     for key, path in checks:
         path = os.path.expanduser(str(path))
         if glob.has_magic(path):
@@ -136,11 +103,12 @@ def validate(config):
                 raise ConfigError(f"{key}: no file or folder matches {path!r} (nothing was created)")
         elif not os.path.exists(path):
             raise ConfigError(f"{key}: folder not found: {path!r} (nothing was created)")
+    return config
 
 
 def run(config):
     """Trains as configured and returns the summary dict (also written to summary.json)."""
-    validate(config)  # before the run folder is created
+    config = validate(config)  # before the run folder is created; config.yaml records the values used
     strategy = make_strategy(config.run.strategy)  # first: a multi-worker strategy precedes other TF work
     out = config.run.out_dir
     try:
@@ -154,8 +122,9 @@ def run(config):
 
 
 def _run(config, strategy, out, write_dir):
+    trainer_cls = get_trainer(config.trainer.name)
     keras.utils.set_random_seed(config.run.seed)
-    train_ds, val_ds, steps = load_training_data(config, strategy)
+    train_ds, val_ds, steps = trainer_cls.load_data(config, strategy)
     if val_ds is not None:  # one copy of each validation image per replica: no replica gets an empty batch
         val_ds = replicate_batches(val_ds, strategy.num_replicas_in_sync)
 
@@ -167,23 +136,16 @@ def _run(config, strategy, out, write_dir):
         if config.model.pretrained:  # before the trainer: a Colabator teacher clones these weights
             load_pretrained_weights(dehazer, config.model.pretrained)
             log(f"initialised {config.model.name} from {config.model.pretrained}")
-        trainer = build_trainer(config, dehazer)
+        trainer = trainer_cls.from_experiment_config(config, dehazer)
         trainer.compile(optimizer=make_optimizer(config.optim, steps * config.optim.epochs))
         # The trainers return metric results, already synchronised over replicas and workers;
         # tf_keras's default ("auto" = "sum") adds them up once more across workers under
         # MultiWorkerMirroredStrategy (every logged loss/PSNR x the number of workers).
         trainer.distribute_reduction_method = "first"
         trainer(tf.zeros([1, 16, 16, 3]))  # built before fit, so BackupAndRestore can restore
-    cr = trainer.contrastive
-    if hasattr(trainer, "describe"):
-        log(f"model {config.model.name}: {dehazer.count_params():,} parameters; {trainer.describe()}")
-    else:
-        log(f"model {config.model.name}: {dehazer.count_params():,} parameters; loss L1"
-            + (f" + {config.trainer.cr_weight} x CR ({cr.describe()})" if cr is not None else " only (no CR)"))
-
-    extra_callbacks = []
-    if hasattr(trainer, "prepare_experiment"):  # trainers with their own data streams and callbacks
-        train_ds, extra_callbacks = trainer.prepare_experiment(config, train_ds, strategy)
+    log(f"model {config.model.name}: {dehazer.count_params():,} parameters; {trainer.describe()}")
+    # the strategy's own data streams and callbacks (e.g. Colabator's label pool)
+    train_ds, extra_callbacks = trainer.prepare_experiment(config, train_ds, strategy)
 
     backup_dir = os.path.join(out, "backup")
     resuming = os.path.isdir(backup_dir) and bool(os.listdir(backup_dir))
@@ -238,90 +200,6 @@ def _run(config, strategy, out, write_dir):
         log(f"validation after training: {summary['after']}")
     _write_json(summary_path, summary)
     return summary
-
-
-# Trainers fed with clean images + depth instead of pairs -> the config section with their
-# `clean` folders (and `hazy` folders, if the trainer uses real hazy images).
-CLEAN_DEPTH_SECTIONS = {"rehazy": "rehazy", "corun_pretrain": "corun"}
-
-
-def load_training_data(config, strategy):
-    """(endless training dataset, validation dataset or None, steps per epoch) for the trainer."""
-    if config.trainer.name in CLEAN_DEPTH_SECTIONS:
-        return _load_unpaired_data(config, CLEAN_DEPTH_SECTIONS[config.trainer.name])
-    train_pairs, val_pairs = load_pairs(config.data, config.run.seed)
-    global_batch = config.data.batch_size
-    log(f"{len(train_pairs)} training pairs, {len(val_pairs)} validation pairs; "
-        f"global batch {global_batch} = {strategy.num_replicas_in_sync} replica(s) x "
-        f"{global_batch / strategy.num_replicas_in_sync:g} per replica")
-
-    steps = config.optim.steps_per_epoch or math.ceil(len(train_pairs) / global_batch)
-    train_ds = paired_dataset(
-        train_pairs, global_batch, crop_size=config.data.crop_size or None, augment=config.data.augment,
-        shuffle=True, seed=config.run.seed, repeat=True, cache=config.data.cache,
-    )
-    if config.data.synthetic_fraction > 0:
-        train_ds = _mix_with_resynthesis(train_ds, train_pairs, config)
-    val_ds = validation_dataset(val_pairs) if val_pairs else None
-    return train_ds, val_ds, steps
-
-
-def _load_unpaired_data(config, section="rehazy"):
-    """Rehazy / CORUN data: clean images + depth (<section>.clean folders, and the clear images of
-    data.train pairs with depth recovered from the pairs, validation scenes excluded) and real hazy
-    images (<section>.hazy, if the section has it)."""
-    from keras_dehaze.data.resynthesis import prepare_depth_maps
-    from keras_dehaze.data.unpaired import find_clean_depth, list_hazy, unpaired_dataset
-
-    d = config.data
-    if d.train:
-        train_pairs, val_pairs = load_pairs(d, config.run.seed)
-    else:
-        train_pairs, val_pairs = [], (find_pairs(d.val, d.layout) if d.val else [])
-    sec = getattr(config, section)
-    clean = [p for folder in sec.clean if folder for p in find_clean_depth(folder)]
-    if train_pairs:
-        cache = d.depth_cache or os.path.join(config.run.out_dir, "depth_cache")
-        clean += prepare_depth_maps(train_pairs, cache)
-    if not clean:
-        raise ConfigError(f"{config.trainer.name} needs clean images with depth: set {section}.clean (folders "
-                          "with <stem>_depth.png) and/or data.train (paired folders: clear images, depth "
-                          "recovered from the pairs)")
-    val_scenes = {p.scene for p in val_pairs}
-    leaked = sorted({p.scene for p in clean} & val_scenes) if not d.val else []
-    if leaked:
-        raise ConfigError(f"validation scene(s) {leaked} are also clean training images")
-    hazy = list_hazy([f for f in getattr(sec, "hazy", ()) if f])
-    log(f"{section} data: {len(clean)} clean images with depth, {len(hazy)} real hazy images"
-        + ("" if hazy or not hasattr(sec, "hazy") else " (no hazy folder: clean branch only)")
-        + f", {len(val_pairs)} validation pairs")
-    steps = config.optim.steps_per_epoch or math.ceil(len(clean) / d.batch_size)
-    train_ds = unpaired_dataset(clean, hazy, d.batch_size, crop_size=d.crop_size or None, augment=d.augment,
-                                seed=config.run.seed, cache=d.cache)
-    val_ds = validation_dataset(val_pairs) if val_pairs else None
-    return train_ds, val_ds, steps
-
-
-def _mix_with_resynthesis(train_ds, train_pairs, config):
-    """Mixes real pairs with ASM re-synthesised ones (depth from training scenes only)."""
-    from keras_dehaze.data.resynthesis import prepare_depth_maps, resynthesized_dataset
-
-    d = config.data
-    cache = d.depth_cache or os.path.join(config.run.out_dir, "depth_cache")
-    depth_pairs = prepare_depth_maps(train_pairs, cache)
-    log(f"re-synthesis: {len(depth_pairs)} scene depth maps in {cache}; {d.synthetic_fraction:.0%} of batches "
-        f"hazed anew with A ~ U{tuple(d.synthetic_airlight)} +- {d.synthetic_airlight_jitter} per channel, "
-        f"beta ~ U{tuple(d.synthetic_beta)}, depth offset ~ U{tuple(d.synthetic_depth_offset)}, "
-        f"non-uniform strength {d.synthetic_nonuniform}, depth scale ~ U{tuple(d.synthetic_depth_scale)}, "
-        f"noise std ~ U(0, {d.synthetic_noise})")
-    synthetic = resynthesized_dataset(
-        depth_pairs, d.batch_size, d.crop_size, seed=config.run.seed,
-        airlight=tuple(d.synthetic_airlight), beta=tuple(d.synthetic_beta),
-        airlight_jitter=d.synthetic_airlight_jitter, depth_offset=tuple(d.synthetic_depth_offset),
-        nonuniform=d.synthetic_nonuniform, depth_scale=tuple(d.synthetic_depth_scale), noise=d.synthetic_noise,
-    )
-    f = d.synthetic_fraction
-    return tf.data.Dataset.sample_from_datasets([train_ds, synthetic], weights=[1 - f, f], seed=config.run.seed)
 
 
 def _evaluate(trainer, val_ds):

@@ -17,16 +17,11 @@ from keras_dehaze.data.randaugment import OPS, RandAugment, brightness, contrast
     rand_augment, sharpness
 from keras_dehaze.models import AECRNet
 from keras_dehaze.quality import BRISQUEQuality, DarkChannelDensity, patch_trust, trust_weights
+from keras_dehaze.callbacks import LabelPoolLogger, PseudoLabelRefresh
+from keras_dehaze.data.real_hazy import RealHazySet, real_label_dataset
+from keras_dehaze.pretrained_weights import PretrainedWeightsError, load_pretrained_weights
 from keras_dehaze.trainers import TRAINERS
-from keras_dehaze.trainers.colabator import (
-    ColabatorTrainer,
-    LabelPoolLogger,
-    PretrainedWeightsError,
-    PseudoLabelRefresh,
-    RealHazySet,
-    load_pretrained_weights,
-    real_label_dataset,
-)
+from keras_dehaze.trainers.colabator import ColabatorTrainer
 from keras_dehaze.trainers.label_pool import INDEX_NAME, OptimalLabelPool
 
 LABEL_POOL_FILE = os.path.join(os.path.dirname(__file__), "..", "keras_dehaze", "trainers", "label_pool.py")
@@ -330,7 +325,7 @@ def test_experiment_run_fine_tunes_from_a_checkpoint(tmp_path):
         "model.args={filters: 4, global_residual: true}", f"model.pretrained={tmp_path / 'pre.keras'}",
         "trainer.name=colabator", f"data.train={tmp_path / 'pairs'}", "data.crop_size=32", "data.batch_size=2",
         f"colabator.real={tmp_path / 'real'}", "colabator.real_size=32", "colabator.grid=1",
-        "colabator.cr_weight=0", "colabator.refresh_every=2", "optim.epochs=1", "optim.steps_per_epoch=2",
+        "trainer.cr_weight=0", "colabator.refresh_every=2", "optim.epochs=1", "optim.steps_per_epoch=2",
         f"run.out_dir={out}", "run.tensorboard=false", "run.verbose=0",
     ])
     summary = run(config)

@@ -127,7 +127,7 @@ def test_checkpointed_dehazer_is_single_output_with_the_trained_weights(tmp_path
 def test_network_without_transmission_raises_a_clear_error():
     with pytest.raises(NoTransmissionError, match="no transmission output.*corun or corun_compact"):
         CORUNPretrainTrainer(AECRNet(filters=4), CORUNLoss(contrastive_weight=0))
-    config = load_config(overrides=["trainer.name=corun_pretrain", "model.name=aecrnet", "corun.contrastive_weight=0"])
+    config = load_config(overrides=["trainer.name=corun_pretrain", "model.name=aecrnet", "trainer.cr_weight=0"])
     with pytest.raises(ConfigError, match="model.name 'aecrnet'.*no transmission output"):
         CORUNPretrainTrainer.from_experiment_config(config, AECRNet(filters=4))
     with pytest.raises(ConfigError, match="return_transmission"):
@@ -136,17 +136,20 @@ def test_network_without_transmission_raises_a_clear_error():
 
 def test_corun_config_section_round_trip_and_unknown_key():
     assert TRAINERS["corun_pretrain"] is CORUNPretrainTrainer
-    defaults = Config().corun
-    assert (defaults.asm_weight, defaults.contrastive_weight, defaults.features, defaults.degrade) == (
+    # The contrastive weight and features are trainer.cr_weight / trainer.features (one place for
+    # every strategy); corun_pretrain's defaults for them are the reference weight and HED VGG16.
+    defaults, shared = Config().corun, CORUNPretrainTrainer.resolve_config(
+        load_config(overrides=["trainer.name=corun_pretrain"])).trainer
+    assert (defaults.asm_weight, shared.cr_weight, shared.features, defaults.degrade) == (
         0.01, 0.2, "hed_vgg16", True)
     demo = load_config(os.path.join(REPO, "training/configs/corun_cpu_demo.yaml"))
     assert demo.trainer.name == "corun_pretrain" and demo.model.name == "corun_compact"
-    assert demo.corun.contrastive_weight == 0 and demo.corun.clean == ("data/clean_depth",)
+    assert demo.trainer.cr_weight == 0 and demo.corun.clean == ("data/clean_depth",)
     assert demo.data.val_scenes == ("1409",) and 64 <= demo.data.crop_size <= 96
     ref = load_config(os.path.join(REPO, "training/configs/corun_pretrain.yaml"))
     assert ref.model.name == "corun" and (ref.data.crop_size, ref.data.batch_size, ref.optim.lr) == (288, 16, 1e-4)
     assert ref.optim.epochs * ref.optim.steps_per_epoch == 30000
-    assert (ref.corun.asm_weight, ref.corun.contrastive_weight) == (0.01, 0.2)
+    assert (ref.corun.asm_weight, ref.trainer.cr_weight) == (0.01, 0.2)
     for config in (demo, ref):
         assert from_dict(Config, to_dict(config)) == config
     custom = load_config(overrides=["corun.asm_weight=0.05", "corun.degrade=false", "corun.clean=[a, b]"])

@@ -38,7 +38,7 @@ def run(args):
     from keras_dehaze.callbacks import CheckpointError, NonFiniteLossError
     from keras_dehaze.data import DatasetError
     from keras_dehaze.experiment import run as run_experiment
-    from keras_dehaze.trainers.colabator import PretrainedWeightsError
+    from keras_dehaze.pretrained_weights import PretrainedWeightsError
 
     try:
         run_experiment(config)

@@ -12,8 +12,7 @@ refused with a message that names the missing, unexpected or mis-shaped layers.
 The weights file is not shipped with the package (it would need the upstream MIT licence beside
 it). It is looked up, in this order, at:
 
-1. the path given (``weights=...``; in experiment configs ``trainer.feature_weights`` or
-   ``corun.feature_weights``);
+1. the path given (``weights=...``; in experiment configs ``trainer.feature_weights``);
 2. the environment variable ``KERAS_DEHAZE_SQUEEZENET`` (a path to the file);
 3. the Keras cache: ``~/.keras/models/`` then ``/tmp/.keras/models/``
    (``squeezenet_weights_tf_dim_ordering_tf_kernels_notop.h5``).
@@ -101,7 +100,7 @@ def squeezenet_conv_shapes():
 def _how_to_give_file():
     return (
         f"Give the path of {SQUEEZENET_NOTOP_FILE} ({SQUEEZENET_SOURCE}) as weights=<path> "
-        f"(config: trainer.feature_weights / corun.feature_weights), or set the environment "
+        f"(config: trainer.feature_weights), or set the environment "
         f"variable {SQUEEZENET_ENV}=<path>, or copy it to ~/.keras/models/{SQUEEZENET_NOTOP_FILE}."
     )
 

@@ -1,4 +1,5 @@
-"""Loss pieces shared by every trainer: per-example L1 over one or several output scales.
+"""Loss pieces shared by every trainer: per-example L1 over one or several output scales, PSNR/SSIM,
+and the contrastive-regularization term built from the `trainer` config section.
 
 Every function returns PER-EXAMPLE values ([B]); trainers reduce them with
 ``tf.nn.compute_average_loss`` so that gradients are correct under tf.distribute (a plain
@@ -43,3 +44,19 @@ def capped_psnr(pred, target, cap=100.0):
 
 def ssim(pred, target):
     return tf.image.ssim(pred, target, max_val=1.0, filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03)
+
+
+def build_contrastive(trainer_cfg):
+    """The contrastive-regularization term of a resolved ``trainer`` config section, or None
+    when ``cr_weight`` is 0. Missing pretrained features raise here, before any training starts
+    (never random features)."""
+    if not trainer_cfg.cr_weight or trainer_cfg.cr_weight <= 0:
+        return None
+    from keras_dehaze.losses import ContrastiveRegularization
+
+    return ContrastiveRegularization(
+        feature_extractor=trainer_cfg.features,
+        weights=trainer_cfg.feature_weights or None,
+        num_negatives=trainer_cfg.num_negatives,
+        positive_only=trainer_cfg.positive_only,
+    )

@@ -20,11 +20,17 @@ duplicated and nothing changes in the saved model.
 """
 
 from keras_dehaze.backend import keras, tf
+from keras_dehaze.config import ConfigError
+from keras_dehaze.data.training_data import clean_depth_training_data
 from keras_dehaze.losses.corun_loss import CORUNLoss
 from keras_dehaze.physics.corun_haze import CORUN_HAZE, random_corun_haze
-from keras_dehaze.trainers.common import average
+from keras_dehaze.trainers.base import CR_SETTINGS, register_trainer
+from keras_dehaze.trainers.common import average, build_contrastive
 from keras_dehaze.trainers.paired import PairedTrainer
 from keras_dehaze.trainers.rehazy import unpack_unpaired
+
+# Networks with CORUN's transmission output (checked before anything is created).
+CORUN_MODELS = ("corun", "corun_compact")
 
 
 class NoTransmissionError(ValueError):
@@ -70,6 +76,7 @@ def transmission_view(dehazer):
     return keras.Model(dehazer.inputs, [outputs[0], transmission], name=f"{name}_with_transmission")
 
 
+@register_trainer("corun_pretrain")
 class CORUNPretrainTrainer(PairedTrainer):
     """CORUN pretraining on clean images with depth; ``test_step`` (PSNR/SSIM on pairs) is PairedTrainer's.
 
@@ -95,6 +102,12 @@ class CORUNPretrainTrainer(PairedTrainer):
         Fang et al., NeurIPS 2024; github.com/cnyvfang/CORUN-Colabator
         (``CORUN_Pretrain_with_Transmission``, ``HazeOnlineDataset``, train_corun_by_depth.yml).
     """
+
+    config_section = "corun"
+    folder_settings = ("corun.clean",)
+    trainer_settings = CR_SETTINGS  # the contrastive-perceptual term; no CR warm-up
+    trainer_defaults = {"cr_weight": 0.2, "features": "hed_vgg16"}  # reference weight; offline features
+    train_metrics = ("loss", "pix", "asm", "cr")
 
     def __init__(self, dehazer, loss=None, degrade=True, seed=None, haze_ranges=None, notes=(), **kwargs):
         super().__init__(dehazer, contrastive=None, cr_weight=0.0, **kwargs)
@@ -142,7 +155,7 @@ class CORUNPretrainTrainer(PairedTrainer):
         lines = [
             f"CORUN pretraining: L = {loss.pixel_weight:g} L1(J, gt) + {loss.asm_weight:g} L1(J T + 1 - T, P)"
             + (f" + {loss.contrastive_weight:g} CR ({cr.describe()})" if cr is not None
-               else " (contrastive term OFF: corun.contrastive_weight is 0)"),
+               else " (contrastive term OFF: trainer.cr_weight is 0)"),
             f"transmission T: output of layer '{source}' (last stage T^_K); checkpointed network: "
             f"'{self.dehazer.name}', {len(self.dehazer.outputs)} output",
             f"haze on the fly from clean + depth (nearness = 1 - depth): t = exp(-2 beta (1 - d_norm)), "
@@ -192,32 +205,42 @@ class CORUNPretrainTrainer(PairedTrainer):
         self.pix_tracker.update_state(terms["pixel"])
         self.asm_tracker.update_state(terms["asm"])
         self.cr_tracker.update_state(terms.get("contrastive", tf.zeros_like(total)))
-        return {m.name: m.result() for m in self.metrics[:4]}
+        return self.metric_results(self.train_metrics)
 
-    # ------------------------------------------------------------------ config
+    # ------------------------------------------------------------------ experiment hooks
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        if config.model.name not in CORUN_MODELS:
+            raise ConfigError(
+                f"trainer.name corun_pretrain with model.name {config.model.name!r}: corun_pretrain needs CORUN's "
+                f"transmission output; it works with model.name {'/'.join(CORUN_MODELS)} only")
+
+    @classmethod
+    def load_data(cls, config, strategy):
+        """Clean images with depth: ``corun.clean`` and the clear images of ``data.train``."""
+        return clean_depth_training_data(config, "corun")
+
     @classmethod
     def from_experiment_config(cls, config, dehazer):
-        """Builds the trainer from the ``corun`` section (and run.seed) of an experiment `Config`."""
-        from keras_dehaze.config import ConfigError
-        from keras_dehaze.losses import ContrastiveRegularization
-
+        """Builds the trainer from the ``corun`` section, the contrastive term of the ``trainer``
+        section (weight and features) and run.seed of an experiment `Config`."""
         c = config.corun
+        t = cls.resolve_config(config).trainer
         if len(getattr(dehazer, "outputs", None) or [None]) != 1:
             raise ConfigError(
                 "corun_pretrain checkpoints the network as a drop-in dehazer: build it with one output "
                 "(drop model.args.return_transmission); the trainer reads the transmission itself")
-        for key in ("asm_weight", "contrastive_weight"):
-            if getattr(c, key) < 0:
-                raise ConfigError(f"corun.{key} must be >= 0, got {getattr(c, key)}")
+        for key, value in (("corun.asm_weight", c.asm_weight), ("trainer.cr_weight", t.cr_weight)):
+            if value < 0:
+                raise ConfigError(f"{key} must be >= 0, got {value}")
         try:
             transmission_view(dehazer)
         except NoTransmissionError as e:
             raise ConfigError(f"trainer corun_pretrain with model.name {config.model.name!r}: {e}") from None
-        contrastive = None
-        if c.contrastive_weight > 0:  # missing pretrained features raise here, before training
-            contrastive = ContrastiveRegularization(c.features, weights=c.feature_weights or None)
-        loss = CORUNLoss(asm_weight=c.asm_weight, contrastive_weight=c.contrastive_weight,
-                         feature_extractor=c.features, contrastive=contrastive)
+        contrastive = build_contrastive(t)  # missing pretrained features raise here, before training
+        loss = CORUNLoss(asm_weight=c.asm_weight, contrastive_weight=t.cr_weight,
+                         feature_extractor=t.features, contrastive=contrastive)
         return cls(dehazer, loss, degrade=c.degrade, seed=config.run.seed)
 
 

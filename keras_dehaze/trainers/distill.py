@@ -4,10 +4,14 @@ truth where there is some)."""
 import os
 
 from keras_dehaze.backend import keras, tf
-from keras_dehaze.trainers.common import as_outputs, average, capped_psnr, multiscale_l1, ssim
+from keras_dehaze.config import ConfigError
+from keras_dehaze.data.training_data import log
+from keras_dehaze.trainers.base import CR_SETTINGS, Trainer, register_trainer
+from keras_dehaze.trainers.common import as_outputs, average, build_contrastive, capped_psnr, multiscale_l1, ssim
 
 
-class DistillTrainer(keras.Model):
+@register_trainer("distill")
+class DistillTrainer(Trainer):
     """Wraps a student dehazer; the frozen ``teacher`` labels every training input.
 
     Per example, with ``has_gt`` 1 for pairs and 0 for images without ground truth:
@@ -38,9 +42,15 @@ class DistillTrainer(keras.Model):
         Imitation", CVPR 2020.
     """
 
+    config_section = "distill"
+    folder_settings = ("distill.hazy",)
+    trainer_settings = CR_SETTINGS
+    trainer_defaults = {"cr_weight": 0.0, "features": "vgg19"}
+    train_metrics = ("loss", "l1_gt", "l1_teacher", "cr")
+    test_metrics = ("psnr", "ssim", "teacher_psnr", "teacher_ssim", "agreement_psnr")
+
     def __init__(self, dehazer, teacher, contrastive=None, cr_weight=0.0, gt_weight=0.5, **kwargs):
-        super().__init__(**kwargs)
-        self.dehazer = dehazer
+        super().__init__(dehazer, **kwargs)
         teacher.trainable = False
         # Kept out of Keras tracking: the frozen teacher and VGG must not land in checkpoints.
         object.__setattr__(self, "_teacher", teacher)
@@ -73,9 +83,6 @@ class DistillTrainer(keras.Model):
                 f"pairs {self.gt_weight:g} x L1(GT) + {1 - self.gt_weight:g} x L1(teacher), "
                 f"images without GT L1(teacher){cr}")
 
-    def call(self, inputs, training=False):
-        return self.dehazer(inputs, training=training)
-
     def per_example_losses(self, data, training=True):
         """(total, L1 to GT, L1 to teacher, CR), each [B]."""
         hazy, clear, has_gt = _unpack(data)
@@ -96,9 +103,10 @@ class DistillTrainer(keras.Model):
             loss = average(total)
         grads = tape.gradient(loss, self.dehazer.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.dehazer.trainable_variables))
-        for tracker, value in zip(self.metrics[:4], (total, l1_gt, l1_teacher, cr)):
+        for tracker, value in zip((self.loss_tracker, self.gt_tracker, self.teacher_tracker, self.cr_tracker),
+                                  (total, l1_gt, l1_teacher, cr)):
             tracker.update_state(value)
-        return {m.name: m.result() for m in self.metrics[:4]}
+        return self.metric_results(self.train_metrics)
 
     def test_step(self, data):
         hazy, clear = data[0], data[1]
@@ -109,32 +117,25 @@ class DistillTrainer(keras.Model):
         self.teacher_psnr_tracker.update_state(capped_psnr(teacher, clear))
         self.teacher_ssim_tracker.update_state(ssim(teacher, clear))
         self.agreement_tracker.update_state(capped_psnr(student, teacher))
-        return {m.name: m.result() for m in self.metrics[4:]}
+        return self.metric_results(self.test_metrics)
 
     # ---- experiment hooks (keras_dehaze.experiment) ----
     @classmethod
     def from_experiment_config(cls, config, dehazer):
-        """Builds the trainer from the ``distill`` section (teacher by preset name or file)."""
-        from keras_dehaze.config import ConfigError
-
+        """Builds the trainer from the ``distill`` section (teacher by preset name or file) and the
+        contrastive term of the ``trainer`` section (off unless ``trainer.cr_weight`` is set)."""
         c = config.distill
         if not c.teacher:
             raise ConfigError("distill.teacher is empty: give a preset name (e.g. lkdnet_s_mixed) or a .keras file")
         if not 0.0 <= c.gt_weight <= 1.0:
             raise ConfigError(f"distill.gt_weight must be in [0, 1], got {c.gt_weight}")
         teacher = load_teacher(c.teacher)
-        contrastive = None
-        if c.cr_weight > 0:
-            from keras_dehaze.losses import ContrastiveRegularization
-
-            contrastive = ContrastiveRegularization(config.trainer.features,
-                                                    weights=config.trainer.feature_weights or None)
-        return cls(dehazer, teacher, contrastive, cr_weight=c.cr_weight, gt_weight=c.gt_weight)
+        t = cls.resolve_config(config).trainer
+        return cls(dehazer, teacher, build_contrastive(t), cr_weight=t.cr_weight, gt_weight=c.gt_weight)
 
     def prepare_experiment(self, config, paired_ds, strategy=None):
         """Pairs become (hazy, clear, 1); images of ``distill.hazy`` (no ground truth) are
         mixed in as (hazy, zeros, 0) batches, ``distill.unlabelled_fraction`` of all batches."""
-        from keras_dehaze.config import ConfigError
         from keras_dehaze.data.pipeline import image_dataset
         from keras_dehaze.data.unpaired import list_hazy
 
@@ -149,8 +150,8 @@ class DistillTrainer(keras.Model):
         paths, small = _large_enough(list_hazy(folders), d.crop_size)
         if not paths:
             raise ConfigError(f"no image in distill.hazy is at least {d.crop_size} pixels a side")
-        print(f"[keras-dehaze] distill: {len(paths)} images without ground truth from {', '.join(folders)}"
-              + (f" ({small} smaller than the {d.crop_size}-pixel crop skipped)" if small else ""), flush=True)
+        log(f"distill: {len(paths)} images without ground truth from {', '.join(folders)}"
+            + (f" ({small} smaller than the {d.crop_size}-pixel crop skipped)" if small else ""))
         hazy = image_dataset(paths, d.batch_size, crop_size=d.crop_size, augment=d.augment, seed=config.run.seed,
                              repeat=True, cache=d.cache, drop_remainder=True)
         unlabelled = hazy.map(lambda x: (x, tf.zeros_like(x), tf.zeros([tf.shape(x)[0]])))
@@ -162,7 +163,6 @@ class DistillTrainer(keras.Model):
 def load_teacher(spec):
     """A frozen teacher from a preset name (or alias) or a ``.keras`` file."""
     from keras_dehaze import pretrained
-    from keras_dehaze.config import ConfigError
 
     if pretrained.is_preset(spec):
         teacher = pretrained.load_pretrained(spec)

@@ -1,10 +1,12 @@
 """Paired training: L1 (+ beta x contrastive regularization) for any dehazing network."""
 
 from keras_dehaze.backend import keras, tf
-from keras_dehaze.trainers.common import as_outputs, average, capped_psnr, multiscale_l1, ssim
+from keras_dehaze.trainers.base import CR_SETTINGS, Trainer, register_trainer
+from keras_dehaze.trainers.common import as_outputs, average, build_contrastive, capped_psnr, multiscale_l1, ssim
 
 
-class PairedTrainer(keras.Model):
+@register_trainer("contrastive")
+class PairedTrainer(Trainer):
     """Wraps any dehazer; ``train_step`` minimises ``L1(out, J) + cr_weight * CR(out, J, I)``.
 
     The network may return one image or a list of scales (full resolution first); the L1 is
@@ -30,9 +32,13 @@ class PairedTrainer(keras.Model):
         Wu et al., "Contrastive Learning for Compact Single Image Dehazing", CVPR 2021, Eq. 4.
     """
 
+    trainer_settings = CR_SETTINGS + ("cr_start_step",)
+    trainer_defaults = {"cr_weight": 0.1, "features": "vgg19"}
+    train_metrics = ("loss", "l1", "cr")
+    test_metrics = ("l1", "psnr", "ssim")
+
     def __init__(self, dehazer, contrastive=None, cr_weight=0.1, cr_start_step=0, **kwargs):
-        super().__init__(**kwargs)
-        self.dehazer = dehazer
+        super().__init__(dehazer, **kwargs)
         # Kept out of Keras tracking: the frozen VGG must not land in every checkpoint.
         object.__setattr__(self, "_contrastive", contrastive)
         self.cr_weight = float(cr_weight)
@@ -49,8 +55,18 @@ class PairedTrainer(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.l1_tracker, self.cr_tracker, self.psnr_tracker, self.ssim_tracker]
 
-    def call(self, inputs, training=False):
-        return self.dehazer(inputs, training=training)
+    def describe(self):
+        cr = self.contrastive
+        if cr is None:
+            return "loss L1 only (no CR)"
+        warmup = f" from step {self.cr_start_step}" if self.cr_start_step else ""
+        return f"loss L1 + {self.cr_weight} x CR ({cr.describe()}){warmup}"
+
+    @classmethod
+    def from_experiment_config(cls, config, dehazer):
+        """L1 + ``trainer.cr_weight`` x CR on the ``trainer.features``."""
+        t = cls.resolve_config(config).trainer
+        return cls(dehazer, build_contrastive(t), t.cr_weight, cr_start_step=t.cr_start_step)
 
     def per_example_losses(self, hazy, clear, training=True):
         outputs = as_outputs(self.dehazer(hazy, training=training))
@@ -71,7 +87,7 @@ class PairedTrainer(keras.Model):
         self.loss_tracker.update_state(l1 + cr_weight * cr)
         self.l1_tracker.update_state(l1)
         self.cr_tracker.update_state(cr)
-        return {m.name: m.result() for m in self.metrics[:3]}
+        return self.metric_results(self.train_metrics)
 
     def test_step(self, data):
         hazy, clear = data
@@ -79,4 +95,4 @@ class PairedTrainer(keras.Model):
         self.l1_tracker.update_state(tf.reduce_mean(tf.abs(restored - clear), axis=[1, 2, 3]))
         self.psnr_tracker.update_state(capped_psnr(restored, clear))
         self.ssim_tracker.update_state(ssim(restored, clear))
-        return {m.name: m.result() for m in (self.l1_tracker, self.psnr_tracker, self.ssim_tracker)}
+        return self.metric_results(self.test_metrics)

@@ -23,10 +23,13 @@ costs nothing during the clean-only phase.
 import logging
 
 from keras_dehaze.backend import keras, tf
+from keras_dehaze.config import ConfigError
+from keras_dehaze.data.training_data import clean_depth_training_data
 from keras_dehaze.depth import DCPPriorDepth, build_depth_estimator
 from keras_dehaze.losses.semantic import build_semantic_encoder, semantic_kl
 from keras_dehaze.physics import dcp_tf
 from keras_dehaze.physics.scattering import PRESETS, rehazy, sample_haze_params, sample_uniform, synthesize_haze
+from keras_dehaze.trainers.base import register_trainer
 from keras_dehaze.trainers.common import MULTISCALE_WEIGHTS, as_outputs, average, multiscale_l1, per_example_l1
 from keras_dehaze.trainers.paired import PairedTrainer
 
@@ -57,6 +60,7 @@ def unpack_unpaired(data):
     return clean, depth[..., :1], hazy
 
 
+@register_trainer("rehazy")
 class RehazyTrainer(PairedTrainer):
     """Dual-branch Rehazy training; ``test_step`` (PSNR/SSIM on paired data) is PairedTrainer's.
 
@@ -82,6 +86,12 @@ class RehazyTrainer(PairedTrainer):
         "Learning Unpaired Image Dehazing with Physics-based Rehazy Generation", Sec. 3.2-3.4,
         Eq. 6-12.
     """
+
+    config_section = "rehazy"
+    folder_settings = ("rehazy.clean", "rehazy.hazy")
+    trainer_settings = ()  # no contrastive term
+    trainer_defaults = {}
+    train_metrics = ("loss", "clean", "cons", "depth", "sem")
 
     def __init__(self, dehazer, depth_estimator=None, semantic_encoder=None, rehazy_depth=None,
                  airlight=None, beta=None, delta_beta=None, clean_only_steps=0, w_depth=0.01, w_sem=0.01,
@@ -209,14 +219,18 @@ class RehazyTrainer(PairedTrainer):
             self.cons_tracker.update_state(cons)
             self.depth_tracker.update_state(l_depth)
             self.sem_tracker.update_state(sem)
-        return {m.name: m.result() for m in self.metrics[:5]}
+        return self.metric_results(self.train_metrics)
 
-    # ------------------------------------------------------------------ config
+    # ------------------------------------------------------------------ experiment hooks
+    @classmethod
+    def load_data(cls, config, strategy):
+        """Clean images with depth (``rehazy.clean``, clear images of ``data.train``) and the real
+        hazy images of ``rehazy.hazy``."""
+        return clean_depth_training_data(config, "rehazy")
+
     @classmethod
     def from_experiment_config(cls, config, dehazer):
         """Builds the trainer from the ``rehazy`` section of an experiment `Config`."""
-        from keras_dehaze.config import ConfigError
-
         r = config.rehazy
         if r.preset not in PRESETS:
             raise ConfigError(f"rehazy.preset must be one of {sorted(PRESETS)}, got {r.preset!r}")
