@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Latency and memory benchmark of ``.tflite`` dehazing models (and optionally the Keras model).
 
-Usage::
+``edge/benchmark.py`` parses the options and calls ``run_benchmark`` and ``print_table``::
 
     python edge/benchmark.py MODEL.tflite... [--sizes 256x256 460x620] [--threads 1 2]
         [--warmup 3] [--runs 10] [--keras CKPT.keras] [--json out.json]
@@ -29,15 +29,15 @@ Sizes. A ``.tflite`` stores an input size. ``size_mode`` in every result says wh
 
 The Keras reference (``--keras``) is a ``tf_keras`` model loaded with ``keras_dehaze``'s
 custom layers registered, called through ``tf.function`` (TensorFlow is imported only in that
-worker; the TFLite workers import only numpy and the interpreter). Its threads are TensorFlow's
-intra-op threads (inter-op 1).
+worker; the TFLite workers import only numpy and ``keras_dehaze.edge.interpreter``). Its threads
+are TensorFlow's intra-op threads (inter-op 1).
 
 The table is always printed; with ``--json`` the full results are also written to that file.
+Workers run this module: ``python -m keras_dehaze.edge.benchmark --_worker CONFIG_JSON``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -45,8 +45,6 @@ import statistics
 import subprocess
 import sys
 import time
-
-from keras_dehaze.edge_runner import parse_size  # TF-free, so RSS figures stay honest
 
 SCHEMA_VERSION = 1
 
@@ -106,12 +104,10 @@ def _time_calls(call, warmup, runs):
 
 def _tflite_worker(cfg):
     import numpy as np
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-        backend = "ai_edge_litert"
-    except ImportError:
-        from tflite_runtime.interpreter import Interpreter
-        backend = "tflite_runtime"
+
+    from keras_dehaze.edge.interpreter import load_interpreter_class, quantization_params, quantize
+
+    Interpreter, backend = load_interpreter_class()
     try:
         from importlib.metadata import version
         backend += " " + version("ai-edge-litert" if backend == "ai_edge_litert"
@@ -160,13 +156,7 @@ def _tflite_worker(cfg):
             return result
     rng = np.random.default_rng(0)
     x = rng.random((1, want[0], want[1], shape[3]), dtype=np.float32)
-    dtype = np.dtype(inp["dtype"])
-    if dtype.kind in "iu":
-        scale, zp = inp["quantization"]
-        info = np.iinfo(dtype)
-        x = np.clip(np.round(x / scale) + zp, info.min, info.max).astype(dtype)
-    else:
-        x = x.astype(dtype)
+    x = quantize(x, inp["dtype"], quantization_params(inp))  # outside the timed calls
     in_index, out_index = inp["index"], out["index"]
 
     def call():
@@ -239,7 +229,7 @@ def _worker_main(cfg_json):
 # --------------------------------------------------------------------------- parent
 
 def _run_worker(cfg, timeout):
-    cmd = [sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(cfg)]
+    cmd = [sys.executable, "-m", "keras_dehaze.edge.benchmark", "--_worker", json.dumps(cfg)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -277,64 +267,41 @@ def print_table(rows, file=sys.stdout):
             print(f"    ({r['size_mode']}: {r['error']})", file=file)
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--_worker"]:
-        return _worker_main(argv[1])
-    p = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("models", nargs="*", metavar="MODEL", help=".tflite files")
-    p.add_argument("--sizes", nargs="+", type=parse_size, default=None, metavar="HxW",
-                   help="input sizes (default: each model's own size)")
-    ncpu = os.cpu_count() or 1
-    p.add_argument("--threads", nargs="+", type=int, default=sorted({1, ncpu}),
-                   help=f"thread counts (default: 1 and {ncpu})")
-    p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
-    p.add_argument("--runs", type=int, default=10, help="timed runs (default 10)")
-    p.add_argument("--keras", action="append", default=[], metavar="CKPT.keras",
-                   help="also time this Keras float model (tf.function) as a reference")
-    p.add_argument("--json", default=None, metavar="OUT.json",
-                   help="also write the full results (per-run details, machine) to this JSON file")
-    p.add_argument("--timeout", type=float, default=1800, help="seconds per worker")
-    args = p.parse_args(argv)
-    if not args.models and not args.keras:
-        p.error("give at least one MODEL.tflite or --keras CKPT.keras")
-    if args.runs < 1 or args.warmup < 0 or any(t < 1 for t in args.threads):
-        p.error("--runs and --threads must be >= 1, --warmup >= 0")
-    for m in args.models + args.keras:
-        if not os.path.isfile(m):
-            p.error(f"{m}: no such file")
-
-    jobs = [(m, "tflite") for m in args.models] + [(k, "keras") for k in args.keras]
+def run_benchmark(models, keras_models=(), sizes=None, threads=(1,), warmup=3, runs=10, timeout=1800,
+                  log=sys.stderr):
+    """Times every model x size x thread count in a fresh worker process; returns the report dict
+    (``results``: one row per run, plus the machine and the method). ``sizes``: (h, w) pairs, None
+    for each model's own size. A model that cannot run at a requested size is also timed at its
+    own size."""
+    jobs = [(m, "tflite") for m in models] + [(k, "keras") for k in keras_models]
     rows = []
     for model, kind in jobs:
         file_size = os.path.getsize(model)
-        for threads in args.threads:
-            sizes = args.sizes or [None]
+        for n_threads in threads:
             need_native = False
-            for size in sizes:
-                cfg = {"kind": kind, "model": model, "size": size, "threads": threads,
-                       "warmup": args.warmup, "runs": args.runs}
-                res = _run_worker(cfg, args.timeout)
-                row = {"model": model, "kind": kind, "threads": threads,
+            for size in sizes or [None]:
+                cfg = {"kind": kind, "model": model, "size": size, "threads": n_threads,
+                       "warmup": warmup, "runs": runs}
+                res = _run_worker(cfg, timeout)
+                row = {"model": model, "kind": kind, "threads": n_threads,
                        "requested_size": size, "file_size_bytes": file_size,
-                       "warmup": args.warmup, "runs": args.runs, **res}
+                       "warmup": warmup, "runs": runs, **res}
                 rows.append(row)
                 if res.get("size_mode") == "unsupported":
                     need_native = True
-                sys.stderr.write(f"  {os.path.basename(model)} threads={threads} "
-                                 f"size={size or 'native'}: {res.get('size_mode')} "
-                                 f"{_fmt(res.get('median_ms'), '.2f')} ms\n")
-            measured_native = any(r["model"] == model and r["threads"] == threads
+                log.write(f"  {os.path.basename(model)} threads={n_threads} "
+                          f"size={size or 'native'}: {res.get('size_mode')} "
+                          f"{_fmt(res.get('median_ms'), '.2f')} ms\n")
+            measured_native = any(r["model"] == model and r["threads"] == n_threads
                                   and r.get("size_mode") == "native" for r in rows)
             if need_native and not measured_native:
-                cfg = {"kind": kind, "model": model, "size": None, "threads": threads,
-                       "warmup": args.warmup, "runs": args.runs}
-                res = _run_worker(cfg, args.timeout)
-                rows.append({"model": model, "kind": kind, "threads": threads,
+                cfg = {"kind": kind, "model": model, "size": None, "threads": n_threads,
+                       "warmup": warmup, "runs": runs}
+                res = _run_worker(cfg, timeout)
+                rows.append({"model": model, "kind": kind, "threads": n_threads,
                              "requested_size": None, "file_size_bytes": file_size,
-                             "warmup": args.warmup, "runs": args.runs, **res})
-
-    report = {
+                             "warmup": warmup, "runs": runs, **res})
+    return {
         "schema_version": SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"platform": platform.platform(), "machine": platform.machine(),
@@ -344,21 +311,13 @@ def main(argv=None):
                   ".numpy() (Keras); median/min over --runs after --warmup untimed calls; "
                   "each model x size x threads in a fresh subprocess",
         "memory": "peak_rss_mb = VmHWM (RSS high-water mark) of that subprocess, MiB",
-        "warmup": args.warmup,
-        "runs": args.runs,
+        "warmup": warmup,
+        "runs": runs,
         "results": rows,
     }
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
-    print()
-    print_table(rows)
-    if args.json:
-        print(f"\nwrote {args.json}")
-    failed = [r for r in rows if r.get("size_mode") == "error"]
-    return 1 if failed else 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # a worker: python -m keras_dehaze.edge.benchmark --_worker CONFIG_JSON
+    if len(sys.argv) != 3 or sys.argv[1] != "--_worker":
+        sys.exit("this module runs benchmark workers; benchmark models with edge/benchmark.py")
+    sys.exit(_worker_main(sys.argv[2]))

@@ -1,137 +1,67 @@
-"""Checkpoint -> TFLite float32 / float16 / int8, with optional QAT fine-tuning and a report.
-
-    python edge/convert.py --model CKPT.keras|BUNDLED_NAME --out OUTDIR [--size 256 256 [--size 512 384]]
-        [--qat-data PAIRED_DIR --qat-steps N] [--calib-dir DIR] [--eval-dir PAIRED_DIR]
-        [--int8-float-io]
+"""``edge/convert.py``: a float checkpoint -> TFLite float32 / float16 / int8, checked and reported.
 
 For every fixed batch-1 input size it writes ``<NAME>_<H>x<W>_{float32,float16,int8}.tflite``
 (NAME: the bundled network's name or the checkpoint's file name without ``.keras``)
 and, for the whole run, ``report.json`` and ``report.md``: file sizes, op histograms,
-non-builtin (Flex/custom) ops, the GPU-delegate verdict of each file (edge/gpu_compat.py),
-Keras-vs-TFLite parity (PSNR on real images), PSNR/SSIM against ground truth on --eval-dir,
-and the float islands of the int8 graph.
+non-builtin (Flex/custom) ops, the GPU-delegate verdict of each file (``gpu_compat``),
+Keras-vs-TFLite parity (PSNR on real images, run through ``interpreter.TFLiteModel``),
+PSNR/SSIM against ground truth on --eval-dir, and the float islands of the int8 graph.
 
 Choices (docs/deployment.md):
 * float32/float16 are exported with the DCN's ``index_math="float"`` (the GPU delegate takes
   it), int8 with ``"int"`` (int32 indices are left alone by full-integer quantization; float
   indices would be quantized and scrambled). Same weights; both verdicts are reported.
 * float32/float16: ReLUs the converter fuses into TRANSPOSE_CONV (version 4, which the GPU
-  delegate rejects) are split back into RELU ops (edge/tflite_rewrite.py; exact).
+  delegate rejects) are split back into RELU ops (``gpu_rewrite``; exact).
 * int8 is full integer (``TFLITE_BUILTINS_INT8``) with a representative dataset of random
   crops of real images (--calib-dir, else the hazy images of --qat-data, else of --eval-dir);
   without real images int8 is skipped, never calibrated on noise.
-* With --qat-data the int8 model comes from a QAT fine-tune (edge/qat_finetune.py); without it
+* With --qat-data the int8 model comes from a QAT fine-tune (``qat_finetune``); without it
   from post-training quantization of the float checkpoint. If --eval-dir is the QAT folder,
   30% of its scenes are held out of QAT and used for evaluation.
+
+``convert_checkpoint(args)`` takes the options ``edge/convert.py`` parses (its ``parse_args``).
+Imports TensorFlow: configure ``keras_dehaze.quiet`` before importing this module.
 """
 
-import argparse
 import datetime
 import importlib.metadata
 import os
-import sys
 import time
 
 import numpy as np
 
-EDGE_DIR = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, EDGE_DIR)
-sys.path.insert(1, os.path.dirname(EDGE_DIR))  # the repository (keras_dehaze) when run as a script
-
-# TensorFlow and the converter modules are imported in _import_heavy(), after the arguments are
-# parsed: `convert.py --help` and argument errors answer at once.
-keras = tf = None
-
-
-def _import_heavy(verbose=False):
-    global keras, tf, gpu_compat, tflite_model, float_islands, integer_dtypes, island_summary
-    global TFLiteRunner, psnr_between, summarize, write_report, center_crop, convert, random_crops
-    global unfuse_transpose_conv_activation, find_pairs, list_images, read_image, split_by_scene
-    global CONVENTION, psnr, ssim, rebuild_fixed
-    from keras_dehaze import quiet
-
-    quiet.configure(verbose)
-    tf, keras = quiet.import_tensorflow()  # sets TF_USE_LEGACY_KERAS first
-
-    import keras_dehaze.layers  # noqa: F401  (registers the custom layers for load_model)
-    from keras_dehaze.data import find_pairs, list_images, read_image, split_by_scene
-    from keras_dehaze.metrics import CONVENTION, psnr, ssim
-    from keras_dehaze.quantization import rebuild_fixed
-
-    import gpu_compat
-    import tflite_model
-    from float_islands import float_islands, integer_dtypes, island_summary
-    from parity import TFLiteRunner, psnr_between, summarize
-    from report import write_report
-    from tflite_export import center_crop, convert, random_crops
-    from tflite_rewrite import unfuse_transpose_conv_activation
-
+import keras_dehaze.layers  # noqa: F401  (registers the custom layers for load_model)
+from keras_dehaze.atomic import atomic_write
+from keras_dehaze.backend import keras, tf
+from keras_dehaze.data import find_pairs, list_images, read_image, split_by_scene
+from keras_dehaze.edge import flatbuffer, gpu_compat
+from keras_dehaze.edge.conversion_report import write_report
+from keras_dehaze.edge.export import center_crop, convert, random_crops
+from keras_dehaze.edge.float_islands import float_islands, integer_dtypes, island_summary
+from keras_dehaze.edge.gpu_rewrite import unfuse_transpose_conv_activation
+from keras_dehaze.edge.interpreter import TFLiteModel
+from keras_dehaze.edge.quantization import rebuild_fixed
+from keras_dehaze.metrics import CONVENTION, psnr, ssim
 
 # Stated parity tolerances: minimum PSNR (dB) of each TFLite output against Keras.
 PARITY_MIN_DB = {"float32": 50.0, "float16": 40.0}
 
 
-OUTPUT_NAMES = """output files (in --out):
-  <NAME>_<H>x<W>_float32.tflite   float32, one per --size
-  <NAME>_<H>x<W>_float16.tflite   float16 weights
-  <NAME>_<H>x<W>_int8.tflite      full-integer int8 (only with real images: --calib-dir, --qat-data or --eval-dir)
-  report.json, report.md          sizes, op histograms, GPU-delegate verdicts, parity, accuracy
-NAME is the bundled network's name (--model aecrnet_default -> aecrnet_default_256x256_int8.tflite)
-or the checkpoint's file name without .keras (--model runs/x/best.keras -> best_256x256_int8.tflite).
-"""
+def psnr_between(a, b, data_range=1.0):
+    """PSNR (dB) of b against a over the whole arrays; inf when identical."""
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(data_range**2 / mse)
 
 
-def _bundled_names():
-    from keras_dehaze import pretrained
-
-    return list(pretrained.available()), pretrained.ALIASES
-
-
-def parse_args(argv=None):
-    bundled, aliases = _bundled_names()
-    listed = ", ".join(bundled) + (f" ({', '.join(f'{a} = {t}' for a, t in aliases.items() if t in bundled)})"
-                                  if bundled else "")
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=OUTPUT_NAMES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True,
-                   help=f"float .keras checkpoint (Functional model) or a bundled network name: {listed or 'none'}")
-    p.add_argument("--out", required=True, help="output folder (file names below)")
-    p.add_argument("--size", nargs=2, type=int, action="append", metavar=("H", "W"),
-                   help="fixed input size (repeatable; default 256 256)")
-    p.add_argument("--qat-data", action="append", default=[],
-                   help="paired folder for QAT fine-tuning (repeatable: e.g. the training mix)")
-    p.add_argument("--qat-target", choices=("float", "gt"), default="float",
-                   help="QAT loss target: the float model's output (distillation, default) or the GT")
-    p.add_argument("--qat-steps", type=int, default=200,
-                   help="QAT fine-tuning optimizer steps (default 200; used with --qat-data)")
-    p.add_argument("--qat-crop", type=int, default=64,
-                   help="side of the random square crops QAT trains on, in pixels (default 64)")
-    p.add_argument("--qat-batch", type=int, default=4, help="QAT batch size (default 4)")
-    p.add_argument("--qat-lr", type=float, default=1e-5, help="QAT learning rate (Adam; default 1e-5)")
-    p.add_argument("--calib-dir", help="folder of real images for int8 calibration")
-    p.add_argument("--calib-count", type=int, default=32, help="representative crops")
-    p.add_argument("--eval-dir", help="paired folder: PSNR/SSIM vs ground truth, float vs int8")
-    p.add_argument("--eval-limit", type=int, default=20, help="pairs to evaluate, evenly spaced (0 = all)")
-    p.add_argument("--parity-images", type=int, default=4,
-                   help="images (center crops) on which each TFLite file is compared with the Keras model "
-                        "(default 4)")
-    p.add_argument("--int8-float-io", action="store_true", help="float32 input/output for the int8 model")
-    p.add_argument("--int8-margin-db", type=float, default=1.0,
-                   help="stated margin: int8 PSNR vs GT may be at most this far below float")
-    p.add_argument("--threads", type=int, default=2,
-                   help="TFLite interpreter threads for the parity and accuracy runs (default 2)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="random seed: calibration crops, QAT data order, scene hold-out (default 0)")
-    p.add_argument("--verbose", action="store_true", help="show TensorFlow's log messages (hidden by default)")
-    args = p.parse_args(argv)
-    args.size = [tuple(s) for s in (args.size or [(256, 256)])]
-    name = aliases.get(args.model, args.model)
-    args.bundled = name if name in bundled else None
-    if args.bundled is None and not os.path.isfile(args.model):
-        p.error(f"--model {args.model}: no such .keras file, and not a bundled network name "
-                f"({', '.join(bundled) or 'none bundled'})")
-    args.name = args.bundled or os.path.splitext(os.path.basename(args.model))[0]
-    return args
+def summarize(values):
+    """{mean, min, max, n} of finite-or-inf numbers (mean over finite values, inf if all inf)."""
+    values = [float(v) for v in values]
+    if not values:
+        return {"n": 0}
+    finite = [v for v in values if np.isfinite(v)]
+    mean = float(np.mean(finite)) if finite else float("inf")
+    return {"mean": mean, "min": min(values), "max": max(values), "n": len(values)}
 
 
 def load_model(args):
@@ -205,7 +135,7 @@ def _data(args, report):
 
 
 def _qat(args, model, pairs, report):
-    from qat_finetune import qat_finetune
+    from keras_dehaze.edge.qat_finetune import qat_finetune
 
     overrides = {"index_math": "int"} if _has_key(model, "index_math") else {}
     t0 = time.time()
@@ -222,7 +152,7 @@ def _qat(args, model, pairs, report):
 
 
 def _analyze(path, index_math, int8=False, float_io=False):
-    info = tflite_model.load_model_info(path)
+    info = flatbuffer.load_model_info(path)
     gpu = gpu_compat.check_gpu_compatibility(info).to_dict()
     entry = {
         "file": os.path.basename(path),
@@ -270,8 +200,7 @@ def _export_size(args, model, size, qat, qat_overrides, calib, parity_paths, eva
         t0 = time.time()
         path = f"{stem}_{mode}.tflite"
         blob, split = unfuse_transpose_conv_activation(convert(float_model, mode, gpu_rewrite=False))
-        with open(path, "wb") as f:
-            f.write(blob)
+        atomic_write(path, blob)
         models[mode] = _analyze(path, float_over.get("index_math", "n/a"))
         models[mode]["rewrites"] = {"transpose_conv_activations_unfused": split}
         models[mode]["convert_seconds"] = time.time() - t0
@@ -282,15 +211,14 @@ def _export_size(args, model, size, qat, qat_overrides, calib, parity_paths, eva
         t0 = time.time()
         representative = random_crops(calib, (h, w), args.calib_count, seed=args.seed)
         if qat is not None:
-            from qat_finetune import export_copy
+            from keras_dehaze.edge.qat_finetune import export_copy
 
             source = export_copy(qat, model, h, w, **qat_overrides)
             keras_fns["keras qat"] = _inference(source)
         else:
             source = rebuild_fixed(model, h, w, batch_size=1, **int_over)
         path = f"{stem}_int8.tflite"
-        with open(path, "wb") as f:
-            f.write(convert(source, "int8", representative=representative, int8_io=not args.int8_float_io))
+        atomic_write(path, convert(source, "int8", representative=representative, int8_io=not args.int8_float_io))
         models["int8"] = _analyze(path, int_over.get("index_math", "n/a"), int8=True, float_io=args.int8_float_io)
         models["int8"]["convert_seconds"] = time.time() - t0
         models["int8"]["method"] = "qat" if qat is not None else "ptq"
@@ -298,7 +226,7 @@ def _export_size(args, model, size, qat, qat_overrides, calib, parity_paths, eva
             f"float islands {models['int8']['float_island_summary'] or 'none'}")
 
     for mode in models:
-        runners[mode] = TFLiteRunner(f"{stem}_{mode}.tflite", num_threads=args.threads)
+        runners[mode] = TFLiteModel(f"{stem}_{mode}.tflite", threads=args.threads)
         models[mode]["xnnpack"] = {"ok": runners[mode].uses_xnnpack, "error": runners[mode].xnnpack_error}
         if not runners[mode].uses_xnnpack:
             log(f"{h}x{w} {mode}: XNNPACK refused the model ({runners[mode].xnnpack_error}); "
@@ -385,9 +313,8 @@ def _checks(report):
     return checks
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    _import_heavy(args.verbose)
+def convert_checkpoint(args):
+    """Runs the whole conversion described by ``args`` (edge/convert.py's options); returns 0."""
     model = load_model(args)
     os.makedirs(args.out, exist_ok=True)  # once the model loaded
     report = {
@@ -430,7 +357,3 @@ def main(argv=None):
     for name, ok in report["checks"].items():
         log(f"  {'PASS' if ok else 'FAIL'}  {name}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,7 @@
 
 Why this exists: ``tf.lite.experimental.Analyzer.analyze(..., gpu_compatibility=True)`` in
 TF 2.21 reports "compatible" for every model (its checks were removed upstream), so it can
-not back a compatibility claim. This module reads the flatbuffer itself (``tflite_model``,
+not back a compatibility claim. This module reads the flatbuffer itself (``keras_dehaze.edge.flatbuffer``,
 no TensorFlow needed) and applies the GPU delegate's own rules, encoded as data below
 (``OP_RULES``, ``CUSTOM_OP_RULES``, the tensor type/rank tables). A model is *compatible*
 when every operator would be claimed by the delegate, so the whole graph runs as ONE GPU
@@ -90,7 +90,7 @@ on a device.
 Two backends, two verdicts. The rules above are those of the CLASSIC GPU delegate (OpenCL /
 OpenGL ES, ``tflite/delegates/gpu``), which is what Android/desktop builds of TFLite use. The
 ai-edge-litert 2.x wheel executes GPU models on a different runtime, the WebGPU accelerator
-(``libLiteRtWebGpuAccelerator.so`` through ``CompiledModel``; keras_dehaze/litert_gpu.py). Its
+(``libLiteRtWebGpuAccelerator.so`` through ``CompiledModel``; keras_dehaze/edge/litert_gpu.py). Its
 op set was measured, not read from source (ai-edge-litert 2.3.0 on Mesa 25 lavapipe, 2026-12,
 [M]): it also takes TOPK_V2 and 2-D STRIDED_SLICE (the classic rules want rank 3 or 4), and
 refuses GATHER_ND, STRIDED_SLICE with shrink_axis_mask or a negative stride, and the int8
@@ -100,7 +100,7 @@ Every report is labelled with its backend ("classic OpenCL/GL delegate rules: ..
 "LiteRT WebGPU accelerator rules: ..."); the CLI prints both.
 
 Both are static estimates. The check that counts is the executed one: compile the model on the
-accelerator GPU-only and run it (``keras_dehaze.litert_gpu.compile_on_gpu``, which refuses
+accelerator GPU-only and run it (``keras_dehaze.edge.litert_gpu.compile_on_gpu``, which refuses
 partial acceleration; ``edge/infer.py --accelerator gpu``; tests/test_litert_gpu.py).
 
 CLI::
@@ -112,15 +112,10 @@ compatible, 1 otherwise.
 """
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable, Iterable
+from typing import Callable
 
-try:  # imported as part of the edge package/namespace (edge.gpu_compat)
-    from .tflite_model import ModelInfo, OpInfo, SubgraphInfo, TensorInfo, load_model_info, schema
-except ImportError:  # run as a script (python edge/gpu_compat.py) or with edge/ on sys.path
-    from tflite_model import ModelInfo, OpInfo, SubgraphInfo, TensorInfo, load_model_info, schema
+from keras_dehaze.edge.flatbuffer import ModelInfo, OpInfo, SubgraphInfo, TensorInfo, load_model_info, schema
 
 __all__ = [
     "check_gpu_compatibility",
@@ -375,7 +370,7 @@ class GpuReport:
             lines.append("  notes:")
             lines += [f"    - {n}" for n in self.notes]
         lines.append(f"  rules: {self.rules_version}")
-        lines.append("  (a static estimate: the executed check, keras_dehaze/litert_gpu.py / "
+        lines.append("  (a static estimate: the executed check, keras_dehaze/edge/litert_gpu.py / "
                      "infer.py --accelerator gpu, is the one that counts)")
         return "\n".join(lines)
 
@@ -1031,37 +1026,3 @@ def check_all_backends(path_or_info, allow_quant_ops: bool = True) -> dict[str, 
     """``{backend: GpuReport}`` for every backend in ``BACKENDS`` (classic first)."""
     info = path_or_info if isinstance(path_or_info, ModelInfo) else load_model_info(path_or_info)
     return {b: check_gpu_compatibility(info, allow_quant_ops, backend=b) for b in BACKENDS}
-
-
-def _main(argv: Iterable[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(
-        description="Check a .tflite model against GPU rules (no TensorFlow needed): the classic "
-        "OpenCL/GL delegate's and LiteRT's WebGPU accelerator's, each verdict labelled. A static "
-        "estimate: running the model with infer.py --accelerator gpu is the check that counts. "
-        "Exit code 0 = every printed verdict compatible, 1 = not."
-    )
-    p.add_argument("model", nargs="+", help=".tflite file(s)")
-    p.add_argument("--no-quant", action="store_true",
-                   help="delegate without ENABLE_QUANT (QUANTIZE/DEQUANTIZE/int8 tensors rejected)")
-    p.add_argument("--json", action="store_true", help="print the report(s) as JSON")
-    p.add_argument("--backend", choices=("both", *BACKENDS), default="both",
-                   help="whose rules: classic (OpenCL/GL delegate), webgpu (LiteRT WebGPU "
-                        "accelerator) or both (default; classic first)")
-    a = p.parse_args(list(argv) if argv is not None else None)
-    backends = list(BACKENDS) if a.backend == "both" else [a.backend]
-    reports = []
-    for m in a.model:
-        info = load_model_info(m)
-        reports += [check_gpu_compatibility(info, allow_quant_ops=not a.no_quant, backend=b)
-                    for b in backends]
-    if a.json:
-        print(json.dumps([r.to_dict() for r in reports], indent=2))
-    else:
-        print("\n\n".join(r.format() for r in reports))
-    return 0 if all(r.compatible for r in reports) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(_main())
