@@ -54,24 +54,28 @@ DEVICE_FILES = (
 )
 
 
+def _installed(relative):
+    """Path of a DEVICE_FILES entry in the installation this module was imported from."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return os.path.join(root, *relative.split("/"))
+
+
 def copy_device_files(destination):
     """Copies ``DEVICE_FILES`` from this installation into ``destination`` (keeping their
     folders); returns the copied paths. Run the runner there with ``python -m
     keras_dehaze.edge.runner``."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     copied = []
     for relative in DEVICE_FILES:
         target = os.path.join(destination, *relative.split("/"))
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.copyfile(os.path.join(root, *relative.split("/")), target)
+        shutil.copyfile(_installed(relative), target)
         copied.append(target)
     return copied
 
 
 def _missing_files():
     """DEVICE_FILES absent from this copy of the package (an incomplete copy on a device)."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return [f for f in DEVICE_FILES if not os.path.isfile(os.path.join(root, *f.split("/")))]
+    return [f for f in DEVICE_FILES if not os.path.isfile(_installed(f))]
 
 
 def parse_size(text):
