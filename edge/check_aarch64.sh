@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs the TensorFlow-free on-device runner (edge/infer.py) on the Raspberry Pi's architecture
-# (arm64 / aarch64, 64-bit Raspberry Pi OS = Debian bookworm) under qemu user emulation, and
-# compares its output with the x86 output of the same runner and model.
+# Runs the TensorFlow-free on-device runner (edge/infer.py = keras_dehaze.edge.runner) on the
+# Raspberry Pi's architecture (arm64 / aarch64, 64-bit Raspberry Pi OS = Debian bookworm) under qemu
+# user emulation, and compares its output with the x86 output of the same runner and model.
 #
 #   sudo bash edge/check_aarch64.sh CACHE_DIR [PHOTO ...]
 #
@@ -13,7 +13,9 @@
 # Needs root (debootstrap, chroot), qemu-user-static and debootstrap (installed with apt-get when
 # missing), and a host Python with pip, numpy, opencv and ai-edge-litert ($PYTHON, default
 # python3) for the x86 reference run. Only numpy, opencv-python-headless and ai-edge-litert are
-# installed for the arm64 Python: the runner must need nothing else.
+# installed for the arm64 Python, and only the runner's files (DEVICE_FILES of
+# keras_dehaze/edge/runner.py) are copied: the runner must need nothing else. Both runs use that
+# copy (python -m keras_dehaze.edge.runner).
 #
 # /sys is deliberately NOT bound into the chroot: under qemu 7.2 LiteRT's CPU-feature probing
 # through /sys crashes the interpreter. Without it XNNPACK is off and the builtin int8 kernels
@@ -100,11 +102,12 @@ ls "$CACHE/wheels" | sed 's/^/check_aarch64: wheel /' >&2
 # --------------------------------------------------------------- the runner, models, photos
 WORK=$ROOTFS/opt/keras_dehaze_check
 rm -rf "$WORK"
-mkdir -p "$WORK/edge" "$WORK/keras_dehaze" "$WORK/models" "$WORK/photos" "$WORK/out" "$WORK/site"
-# The runner's files only: no keras_dehaze/__init__.py, so the package cannot be imported.
-cp "$REPO/edge/infer.py" "$WORK/edge/"
-cp "$REPO/keras_dehaze/edge_runner.py" "$REPO/keras_dehaze/tiling.py" \
-   "$REPO/keras_dehaze/litert_gpu.py" "$WORK/keras_dehaze/"
+mkdir -p "$WORK/runner" "$WORK/models" "$WORK/photos" "$WORK/out" "$WORK/site"
+# The runner's files only (keras_dehaze/edge/runner.py lists them): the rest of the package,
+# TensorFlow included, is absent, as on a device.
+(cd "$REPO" && PYTHONPATH= "$PYTHON" -c \
+    'import sys; from keras_dehaze.edge.runner import copy_device_files; copy_device_files(sys.argv[1])' \
+    "$WORK/runner")
 mount --bind "$SITE" "$WORK/site"
 trap 'umount "$WORK/site" 2>/dev/null || true' EXIT
 
@@ -144,12 +147,12 @@ for m in "${models[@]}"; do
         pname=$(basename "$p")
         stem=${pname%.*}
         mkdir -p "$WORK/out/x86-$mstem" "$WORK/out/arm64-$mstem"
-        PYTHONPATH= "$PYTHON" "$REPO/edge/infer.py" --model "$m" "$WORK/photos/$pname" \
-            -o "$WORK/out/x86-$mstem" --threads 2 -q
+        (cd "$WORK/runner" && PYTHONPATH= "$PYTHON" -m keras_dehaze.edge.runner --model "$m" \
+            "$WORK/photos/$pname" -o "$WORK/out/x86-$mstem" --threads 2 -q)
         start=$(date +%s)
         chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root \
-            PYTHONPATH=/opt/keras_dehaze_check/site \
-            python3 /opt/keras_dehaze_check/edge/infer.py \
+            PYTHONPATH=/opt/keras_dehaze_check/site:/opt/keras_dehaze_check/runner \
+            python3 -m keras_dehaze.edge.runner \
             --model "/opt/keras_dehaze_check/models/$mname" "/opt/keras_dehaze_check/photos/$pname" \
             -o "/opt/keras_dehaze_check/out/arm64-$mstem" --threads 2
         seconds=$(( $(date +%s) - start ))

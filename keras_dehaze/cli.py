@@ -61,6 +61,7 @@ def _run_train(args):
 
 
 def build_parser():
+    from keras_dehaze.edge.tflite_dehazer import ACCELERATORS
     from keras_dehaze.inference import DEFAULT_TILE
 
     # --verbose is accepted before and after the subcommand (SUPPRESS: a subcommand's default
@@ -91,7 +92,7 @@ def build_parser():
                         help="for a preset: int8 runs the int8 .tflite file it ships with LiteRT (fast, "
                              "TensorFlow is not loaded; the default when the preset ships one), float the "
                              "Keras network (TensorFlow, tiles of --tile; the default otherwise)")
-    dehaze.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu",
+    dehaze.add_argument("--accelerator", choices=ACCELERATORS, default="cpu",
                         help="for .tflite models (and int8 presets): cpu (default) or gpu (LiteRT's GPU "
                              "accelerator; runs the model at its own size, large images in tiles of it)")
     dehaze.add_argument("--tile", type=_tile_side, default=None, metavar="PIXELS",

@@ -5,6 +5,7 @@ import sys
 
 from tqdm import tqdm
 
+from keras_dehaze.atomic import atomic_write
 from keras_dehaze.data.pairing import DatasetError, find_pairs, list_images
 from keras_dehaze.evaluation import (
     CONVENTION, FULL_REFERENCE, evaluate_pairs, evaluate_unpaired, example_grid, markdown_table, summarize,
@@ -170,7 +171,6 @@ def run_evaluation(args):
         sections.append(section)
         print(section)
     if sections:
-        with open(os.path.join(args.output, "report.md"), "w") as f:
-            f.write("# keras-dehaze evaluation\n\n" + "\n".join(sections))
+        atomic_write(os.path.join(args.output, "report.md"), "# keras-dehaze evaluation\n\n" + "\n".join(sections))
         print(f"report: {os.path.join(args.output, 'report.md')}")
     return 1 if failures else 0

@@ -22,6 +22,7 @@ import zipfile
 import numpy as np
 
 from keras_dehaze import pretrained, tiling
+from keras_dehaze.edge.tflite_dehazer import ACCELERATORS, TFLiteDehazer
 
 # Keras models: tile side for images larger than one tile. Peak memory = TensorFlow (~0.6 GB)
 # + the activations of one tile (grows with its area: for the bundled AE-CR-Net about +0.2 GB
@@ -183,73 +184,6 @@ class KerasDehazer:
         return np.clip(out, 0.0, 1.0, out=out)
 
 
-def _tflite_class():
-    """``edge_runner.TFLiteDehazer`` with a per-tile progress callback and its input/output
-    contract (an image in, the same size out) checked when it is loaded, not per image."""
-    from keras_dehaze.edge_runner import TFLiteDehazer
-
-    class CheckedTFLiteDehazer(TFLiteDehazer):
-        needs_tensorflow = False
-        _progress = None
-        _total = 1
-        display_name = None  # e.g. "aecrnet_default (int8)" for a preset's int8 file
-
-        @property
-        def name(self):
-            return self.display_name or os.path.basename(self.model_path)
-
-        def __init__(self, model_path, *args, **kwargs):
-            from keras_dehaze.quiet import filtered_stderr
-
-            with filtered_stderr():  # the runtime's "INFO: Created TensorFlow Lite XNNPACK delegate"
-                super().__init__(model_path, *args, **kwargs)
-                self._check_contract()
-
-        def _check_contract(self):
-            in_shape = [int(v) for v in self._in["shape"]]
-            if self.dynamic:  # run a small probe: some graphs only reveal their output size at run time
-                side = 16 * self.multiple
-                probe = np.full((1, side, side, 3), 0.5, np.float32)
-                try:
-                    out_shape = list(np.asarray(TFLiteDehazer.run(self, probe)).shape)
-                except (ValueError, RuntimeError) as e:
-                    raise ValueError(f"{self.model_path}: the model fails on a {side}x{side} test input ({e})") from None
-                in_shape = list(probe.shape)
-            else:
-                out_shape = [int(v) for v in self._out["shape"]]
-            if out_shape[1:3] != in_shape[1:3]:
-                raise ValueError(
-                    f"{self.model_path}: not a dehazing model for this tool: its output is "
-                    f"{out_shape[1]}x{out_shape[2]} pixels for a {in_shape[1]}x{in_shape[2]} input "
-                    "(a dehazing model must return an image of its input's size)")
-
-        def tiles(self, shape):
-            h, w = shape[:2]
-            mode, size = self.prepare(h, w)
-            if mode == "whole":
-                return 1
-            align = self._align if mode == "fixed" else self.multiple
-            return tiling.count_tiles((h, w), size, self.overlap(mode), align)
-
-        def run(self, batch):
-            out = super().run(batch)
-            if self._progress is not None:
-                self._progress(min(self.last_tiles, self._total), self._total)
-            return out
-
-        def dehaze(self, image, dtype=np.float32, progress=None):
-            self._progress = progress
-            self._total = self.tiles(np.shape(image)) if progress is not None else 1
-            try:
-                return super().dehaze(image, dtype=dtype)
-            finally:
-                self._progress = None
-
-        __call__ = dehaze
-
-    return CheckedTFLiteDehazer
-
-
 def check_keras_archive(path):
     """Raises ModelLoadError unless ``path`` looks like a complete .keras archive (a zip file):
     a truncated or corrupt file is named as such instead of with HDF5's or zipfile's words."""
@@ -284,7 +218,6 @@ def load_keras_model(path):
 
 
 PRECISIONS = ("int8", "float")
-ACCELERATORS = ("cpu", "gpu")
 
 
 def int8_file(name):
@@ -296,10 +229,16 @@ def int8_file(name):
 
 
 def _load_tflite(path, threads=None, accelerator="cpu"):
+    """A ``TFLiteDehazer``, its contract (an image in, the same size out) checked now, not per image."""
+    from keras_dehaze.quiet import filtered_stderr
+
     if not os.path.exists(path):
         raise ModelLoadError(f"model file not found: {path}")
     try:
-        return _tflite_class()(path, threads=threads, accelerator=accelerator)
+        with filtered_stderr():  # the runtime's "INFO: Created TensorFlow Lite XNNPACK delegate"
+            dehazer = TFLiteDehazer(path, threads=threads, accelerator=accelerator)
+            dehazer.check_output_size()
+        return dehazer
     except (ImportError, OSError, ValueError, RuntimeError) as e:
         message = str(e)
         raise ModelLoadError(message if path in message else f"{path}: {message}") from None
@@ -312,7 +251,7 @@ def load_dehazer(spec=None, threads=None, tile=None, precision="float", accelera
     ``precision`` applies to presets: "float" (the Keras network, TensorFlow, tiles of ``tile``),
     "int8" (the int8 ``.tflite`` the preset ships, run by LiteRT without TensorFlow; an error if
     it ships none) or "auto" (int8 if shipped, else float). ``accelerator`` ("cpu"/"gpu") is
-    for ``.tflite`` models (``edge_runner.TFLiteDehazer``)."""
+    for ``.tflite`` models (``keras_dehaze.edge.tflite_dehazer.TFLiteDehazer``)."""
     spec = spec or pretrained.DEFAULT
     if precision not in PRECISIONS + ("auto",):
         raise ModelLoadError(f"precision must be one of {PRECISIONS + ('auto',)}, got {precision!r}")

@@ -7,9 +7,10 @@ exported Depth Anything V2 or a CLIP image encoder). Nothing is downloaded: the 
   one, else the object itself must be callable. Differentiable (gradients flow through it).
 - ``.keras`` / ``.h5``: ``tf_keras.models.load_model(compile=False)``, frozen. Differentiable.
   (A Keras 3 ``.keras`` file cannot be read by tf_keras; export a SavedModel instead.)
-- ``.tflite``: run by the LiteRT interpreter through ``tf.numpy_function`` one image at a time.
-  NOT differentiable (the gradient is treated as zero), so it can produce targets and rehazy
-  depth but cannot drive a loss on the network output.
+- ``.tflite``: run by the LiteRT interpreter (``keras_dehaze.edge.interpreter.TFLiteModel``, the
+  project's one TFLite wrapper: int8/uint8 models are quantized and dequantized there) through
+  ``tf.numpy_function`` one image at a time. NOT differentiable (the gradient is treated as zero),
+  so it can produce targets and rehazy depth but cannot drive a loss on the network output.
 
 Inputs are RGB [B, H, W, 3] in [0, 1]; `FrozenModelFile` optionally resizes them to the model's
 input size (taken from the model when it is static), applies ``(x - mean) / std`` and transposes
@@ -146,42 +147,23 @@ class FrozenModelFile:
 
     # ------------------------------------------------------------------ TFLite
     def _init_tflite(self):
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:  # pragma: no cover - ai-edge-litert is a project dependency
-            Interpreter = tf.lite.Interpreter
-        self._interpreter = Interpreter(model_path=self.path)
-        self._interpreter.allocate_tensors()
-        self._in = self._interpreter.get_input_details()[0]
-        self._out = self._interpreter.get_output_details()[0]
-        shape = self._in["shape"]
+        from keras_dehaze.edge.interpreter import TFLiteModel
+
+        self._tflite = TFLiteModel(self.path, output=0)  # the first output, as for the other kinds
+        shape = self._tflite.input_shape
         self._tflite_hw = (int(shape[2]), int(shape[3])) if self.channels_first else (int(shape[1]), int(shape[2]))
 
     def _run_tflite(self, x):
         """One image [1, ...] float32 numpy -> first output float32 numpy."""
-        interp, detail = self._interpreter, self._in
-        if tuple(detail["shape"]) != x.shape:
-            interp.resize_tensor_input(detail["index"], x.shape)
-            interp.allocate_tensors()
-            self._in = detail = interp.get_input_details()[0]
-            self._out = interp.get_output_details()[0]
-        scale, zero = detail.get("quantization", (0.0, 0))
-        if detail["dtype"] != np.float32:
-            info = np.iinfo(detail["dtype"])
-            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(detail["dtype"])
-        interp.set_tensor(detail["index"], x)
-        interp.invoke()
-        y = interp.get_tensor(self._out["index"])
-        scale, zero = self._out.get("quantization", (0.0, 0))
-        if self._out["dtype"] != np.float32:
-            y = (y.astype(np.float32) - zero) * scale
-        return y.astype(np.float32)
+        if tuple(x.shape) != self._tflite.input_shape:
+            self._tflite.resize(x.shape)
+        return self._tflite.run(x).astype(np.float32, copy=False)
 
     def _run_tflite_one(self, image):
         return self._run_tflite(image[None])[0]
 
     def _tflite_fn(self, x):
-        out_shape = [int(v) for v in self._out["shape"][1:]]  # static: the input size is fixed
+        out_shape = [int(v) for v in self._tflite.output_shape[1:]]  # static: the input size is fixed
 
         def per_image(image):
             y = tf.numpy_function(self._run_tflite_one, [image], tf.float32)

@@ -1,8 +1,8 @@
 """Padding and overlapping tiled inference for dehazing networks, in numpy only.
 
-This module imports NOTHING but numpy (no TensorFlow, nothing from ``keras_dehaze``), so the
+This module imports NOTHING but numpy (no TensorFlow, nothing else from ``keras_dehaze``), so the
 same file serves the package's Keras inference and the TensorFlow-free edge runner
-(``edge/infer.py`` loads it by file path; on a Raspberry Pi it is simply copied next to it).
+(``keras_dehaze.edge.tflite_dehazer``; on a Raspberry Pi it is one of the runner's copied files).
 
 A "run function" maps a float32 array of shape ``[1, h, w, C]`` to ``[1, h, w, C_out]`` (a
 Keras model call, a TFLite interpreter invocation, ...).

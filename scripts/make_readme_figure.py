@@ -16,11 +16,9 @@ import sys
 import cv2
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from keras_dehaze import pretrained, quiet  # noqa: E402
-from keras_dehaze.data.image_io import read_image, write_image  # noqa: E402
-from keras_dehaze.inference import load_dehazer, resolve_name  # noqa: E402
+from keras_dehaze import pretrained, quiet
+from keras_dehaze.data.image_io import read_image, write_image
+from keras_dehaze.inference import load_dehazer, resolve_name
 
 GAP = 6
 LABEL_H = 26

@@ -134,7 +134,7 @@ def test_dehaze_cli_converts_16bit_gray_rgba_cmyk(tmp_path, models):
 
 
 def test_one_pixel_image_keras_and_tflite(tmp_path, models):
-    from keras_dehaze.edge_runner import TFLiteDehazer
+    from keras_dehaze.edge.tflite_dehazer import TFLiteDehazer
 
     cv2.imwrite(str(tmp_path / "dot.png"), np.array([[[40, 120, 200]]], np.uint8))
     for key in ("keras", "int8"):
@@ -167,14 +167,14 @@ MEMORY_SCRIPT = textwrap.dedent(
         start = time.time()
         code = main(["dehaze", image, "-o", out, "--model", model, "--quiet"])
     else:  # the TensorFlow-free runner, as on a device
-        for name in ("tensorflow", "tf_keras", "keras", "keras_dehaze"):
+        for name in ("tensorflow", "tf_keras", "keras"):
             sys.modules[name] = None
-        sys.path.insert(0, sys.argv[5])
-        import edge_runner
-        edge_runner.TFLiteDehazer(model, threads=1).dehaze(np.zeros((256, 256, 3), np.uint8))
+        from keras_dehaze.edge import runner
+        from keras_dehaze.edge.tflite_dehazer import TFLiteDehazer
+        TFLiteDehazer(model, threads=1).dehaze(np.zeros((256, 256, 3), np.uint8))
         base = hwm()
         start = time.time()
-        code = edge_runner.main([image, "--model", model, "-o", out, "--threads", "1", "--quiet"])
+        code = runner.main([image, "--model", model, "-o", out, "--threads", "1", "--quiet"])
     print("RESULT", code, base, hwm(), round(time.time() - start, 1), flush=True)
     """
 )
@@ -231,8 +231,8 @@ def test_huge_image_tiled_with_bounded_memory(kind, huge_png, int8_256, models, 
     script = tmp_path / "measure.py"
     script.write_text(MEMORY_SCRIPT)
     proc = subprocess.run(
-        [sys.executable, str(script), kind.split("_")[0], model, huge_png, str(tmp_path / "out"),
-         os.path.join(ROOT, "keras_dehaze")], capture_output=True, text=True, timeout=900)
+        [sys.executable, str(script), kind.split("_")[0], model, huge_png, str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     _, code, base, peak, seconds = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT")).split()
     base, peak = int(base), int(peak)
@@ -273,16 +273,12 @@ def test_integer_output_rows_equal_the_float_path():
 def test_int8_model_refused_by_xnnpack_runs_with_builtin_kernels(tmp_path, capsys):
     """A full-integer AE-CR-Net export that the XNNPACK delegate refuses (node 227 fails to
     prepare) used to be "cannot load the TFLite model"; the runner now falls back to the builtin
-    kernels with a warning, as edge/parity.py does."""
-    sys.path.insert(0, os.path.join(ROOT, "edge"))
-    try:
-        from tflite_export import convert
-    finally:
-        sys.path.pop(0)
+    kernels with a warning (keras_dehaze.edge.interpreter.TFLiteModel does it for every caller)."""
     from keras_dehaze.backend import keras
-    from keras_dehaze.edge_runner import TFLiteDehazer
+    from keras_dehaze.edge.export import convert
+    from keras_dehaze.edge.quantization import rebuild_fixed
+    from keras_dehaze.edge.tflite_dehazer import TFLiteDehazer
     from keras_dehaze.models import AECRNet
-    from keras_dehaze.quantization import rebuild_fixed
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -388,7 +384,7 @@ def test_corrupt_and_missing_model_files(tmp_path, models, capsys):
 
 
 def test_tflite_with_unexpected_signature(tmp_path, models, capsys):
-    from keras_dehaze.edge_runner import TFLiteDehazer
+    from keras_dehaze.edge.tflite_dehazer import TFLiteDehazer
 
     with pytest.raises(ValueError, match="one image input.*2 inputs"):
         TFLiteDehazer(models["two_inputs"])
@@ -518,11 +514,8 @@ def test_output_dir_that_cannot_be_created(tmp_path, models, capsys):
     assert main(_train_args(data, blocked)) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: run.out_dir") and "cannot be created" in err, err
-    sys.path.insert(0, os.path.join(ROOT, "keras_dehaze"))
-    try:
-        import edge_runner
-    finally:
-        sys.path.pop(0)
+    from keras_dehaze.edge import runner as edge_runner
+
     assert edge_runner.main([str(tmp_path / "a.png"), "--model", models["int8"], "-o", blocked]) == 2
     assert "cannot create the output folder" in capsys.readouterr().err
     assert (tmp_path / "somefile.txt").read_text() == "keep me\n"

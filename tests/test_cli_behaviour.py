@@ -67,7 +67,6 @@ NO_TF_SCRIPT = textwrap.dedent(
              run(["dehaze", image, "-o", out + "/x", "--model", "nonet", "--quiet"])]
     for script in ("convert.py", "benchmark.py"):
         sys.argv = [script, "--help"]
-        sys.path.insert(0, root + "/edge")
         try:
             runpy.run_path(root + "/edge/" + script, run_name="__main__")
         except SystemExit as e:
@@ -398,11 +397,11 @@ def test_convert_help_documents_every_option_and_the_output_names():
 
 
 def test_convert_accepts_bundled_names(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "edge"))
-    try:
-        import convert
-    finally:
-        sys.path.remove(os.path.join(ROOT, "edge"))
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("edge_convert_script", os.path.join(ROOT, "edge", "convert.py"))
+    convert = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(convert)
     args = convert.parse_args(["--model", "aecrnet", "--out", str(tmp_path)])
     assert args.bundled == args.name == pretrained.AECRNET
     with pytest.raises(SystemExit):

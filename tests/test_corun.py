@@ -6,8 +6,6 @@ exact synthetic data. Network tests use the compact preset (built once per modul
 """
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,8 +24,6 @@ from keras_dehaze.losses.corun_loss import CORUNLoss, rehaze
 from keras_dehaze.models import CORUN, CORUN_PRESETS, MODELS, build_model, corun_from_preset
 from keras_dehaze.physics import corun_haze
 from layer_testing import run_layer_test, run_model_saving_test
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "edge"))
 
 RNG = np.random.default_rng(0)
 
@@ -322,8 +318,7 @@ def test_save_load_round_trip_of_the_compact_preset(compact, tmp_path):
 def test_tflite_builtin_ops_only_and_gpu_delegate_check(compact):
     """Batch-1, fixed-size trace of the compact preset (static shapes everywhere, as a batch-1
     rebuild gives): builtin ops only, tensors <= 4-D, GPU-delegate rules, parity with Keras."""
-    import gpu_compat
-    import tflite_model
+    from keras_dehaze.edge import flatbuffer as tflite_model, gpu_compat
 
     fn = tf.function(lambda v: compact(v, training=False))
     concrete = fn.get_concrete_function(tf.TensorSpec([1, 32, 48, 3], tf.float32))

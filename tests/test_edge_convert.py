@@ -1,4 +1,4 @@
-"""QAT (keras_dehaze.quantization) and TFLite export (edge/convert.py and its modules).
+"""QAT (keras_dehaze.edge.quantization) and TFLite export (edge/convert.py and keras_dehaze.edge).
 
 Tiny AE-CR-Net (filters=4, 32x32) with a global residual, so the output carries image
 structure and int8-vs-float PSNR measures quantization rather than a constant. Weights are made
@@ -18,7 +18,14 @@ import pytest
 from keras_dehaze.backend import keras
 from keras_dehaze.data import find_pairs, read_image, write_image
 from keras_dehaze.models import AECRNet
-from keras_dehaze.quantization import (
+from keras_dehaze.edge import flatbuffer, gpu_compat
+from keras_dehaze.edge.conversion import psnr_between
+from keras_dehaze.edge.export import center_crop, convert, random_crops
+from keras_dehaze.edge.float_islands import float_islands, island_summary
+from keras_dehaze.edge.gpu_rewrite import unfuse_transpose_conv_activation
+from keras_dehaze.edge.interpreter import TFLiteModel
+from keras_dehaze.edge.qat_finetune import export_copy, qat_finetune
+from keras_dehaze.edge.quantization import (
     DeformableConv2DQuantizeConfig,
     calibrate_ranges,
     quantize_aware,
@@ -28,15 +35,6 @@ from keras_dehaze.quantization import (
 import tensorflow_model_optimization as tfmot  # noqa: E402  (after keras_dehaze.backend)
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "edge"))
-
-import gpu_compat  # noqa: E402
-import tflite_model  # noqa: E402
-from float_islands import float_islands, island_summary  # noqa: E402
-from parity import TFLiteRunner, psnr_between  # noqa: E402
-from qat_finetune import export_copy, qat_finetune  # noqa: E402
-from tflite_export import center_crop, convert, random_crops  # noqa: E402
-from tflite_rewrite import unfuse_transpose_conv_activation  # noqa: E402
 
 SIZE = 32
 ISLAND_OPS = {"FLOOR", "CAST", "DEQUANTIZE", "QUANTIZE"}  # the DCN's floor(offset) path only
@@ -99,7 +97,7 @@ def exports(tiny, data_dir):
     }
     blobs["float32_fused"] = convert(float_model, "float32", gpu_rewrite=False)
     return {"blobs": blobs, "float_model": float_model, "qat": qat_fixed, "losses": losses,
-            "infos": {k: tflite_model.load_model_info(b) for k, b in blobs.items()}}
+            "infos": {k: flatbuffer.load_model_info(b) for k, b in blobs.items()}}
 
 
 # ----------------------------------------------------------------------------- QAT (Keras)
@@ -184,7 +182,7 @@ def test_int8_graph_is_integer_except_the_dcn_floor(exports):
 
 
 def test_parity_with_keras(exports, images):
-    runners = {k: TFLiteRunner(b) for k, b in exports["blobs"].items()}
+    runners = {k: TFLiteModel(b) for k, b in exports["blobs"].items()}
     # XNNPACK (the default CPU path) takes every export but the post-training one: on this tiny
     # random net a dead-ReLU bottleneck calibrates to an int8 scale ~1e-8 there, which XNNPACK
     # refuses (the runner then uses the builtin kernels); calibrate_ranges guards QAT from it.
@@ -219,12 +217,12 @@ def test_fused_transpose_conv_relu_is_split_for_the_gpu(exports, images):
     assert report.incompatible_op_names == ["TRANSPOSE_CONV"]
     split, n = unfuse_transpose_conv_activation(exports["blobs"]["float32_fused"])
     assert n == 2 and unfuse_transpose_conv_activation(split)[1] == 0
-    info = tflite_model.load_model_info(split)
+    info = flatbuffer.load_model_info(split)
     assert {op.version for op in info.ops if op.name == "TRANSPOSE_CONV"} == {3}
     assert info.op_histogram()["RELU"] == fused.op_histogram()["RELU"] + 2
     assert gpu_compat.check_gpu_compatibility(info).compatible
     for x in images:
-        np.testing.assert_array_equal(TFLiteRunner(split)(x), TFLiteRunner(exports["blobs"]["float32_fused"])(x))
+        np.testing.assert_array_equal(TFLiteModel(split)(x), TFLiteModel(exports["blobs"]["float32_fused"])(x))
 
 
 def test_convert_cli_writes_report(tiny, data_dir, tmp_path):

@@ -1,14 +1,14 @@
-"""edge/infer.py (TensorFlow-free .tflite runner) and edge/benchmark.py.
+"""edge/infer.py (the TensorFlow-free .tflite runner, keras_dehaze.edge.runner) and edge/benchmark.py.
 
 Tiny models are built with TensorFlow in this test process (conv 3x3 -> relu -> conv 3x3 ->
 sigmoid, fixed input [1, 32, 32, 3]): float32, full-integer int8 (int8 I/O and uint8 I/O) from a
 representative dataset, and a dynamic-size float32 twin with the same weights. The runner itself
-is always started in a SUBPROCESS in which importing tensorflow / tf_keras / keras / keras_dehaze
-fails, exactly like a Raspberry Pi with only ai-edge-litert, numpy and opencv.
+is always started in a SUBPROCESS in which importing tensorflow / tf_keras / keras fails, exactly
+like a Raspberry Pi with only ai-edge-litert, numpy, opencv and the runner's files
+(``DEVICE_FILES``; test_deployed_copy_without_repository runs such a copy).
 """
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -19,13 +19,15 @@ import cv2
 import numpy as np
 import pytest
 
+from keras_dehaze import tiling
+from keras_dehaze.edge import runner
+from keras_dehaze.edge.tflite_dehazer import TFLiteDehazer
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INFER = os.path.join(ROOT, "edge", "infer.py")
 BENCHMARK = os.path.join(ROOT, "edge", "benchmark.py")
-TILING = os.path.join(ROOT, "keras_dehaze", "tiling.py")
-RUNNER = os.path.join(ROOT, "keras_dehaze", "edge_runner.py")
 SIZE = 32
-BLOCKED = ("tensorflow", "tf_keras", "keras", "keras_dehaze")
+BLOCKED = ("tensorflow", "tf_keras", "keras")
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -92,16 +94,24 @@ def rgb8(h, w, seed):
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
 
 
-def run_infer(args, script=INFER, blocked=BLOCKED):
-    """Runs infer.py in a fresh interpreter where `blocked` modules cannot be imported."""
+def run_infer(args, script=INFER, blocked=BLOCKED, device_copy=None):
+    """Runs infer.py in a fresh interpreter where `blocked` modules cannot be imported; with
+    `device_copy` (a folder holding a copy of the runner's files), runs that copy as on a device
+    (``python -m keras_dehaze.edge.runner`` in that folder) and prints where keras_dehaze came from."""
+    run = (f"runpy.run_path({script!r}, run_name='__main__')\n" if device_copy is None else
+           # a device has no keras_dehaze installed: without this, an editable install's finder
+           # would supply modules missing from the copy
+           "sys.meta_path[:] = [f for f in sys.meta_path\n"
+           "                    if not str(getattr(f, '__module__', '')).startswith('__editable__')]\n"
+           "import keras_dehaze; print('PACKAGE', keras_dehaze.__file__)\n"
+           "runpy.run_module('keras_dehaze.edge.runner', run_name='__main__', alter_sys=True)\n")
     code = ("import sys\n"
             f"for name in {list(blocked)!r}:\n"
             "    sys.modules[name] = None\n"
             "import runpy\n"
-            f"sys.argv = {[script] + [str(a) for a in args]!r}\n"
-            f"runpy.run_path({script!r}, run_name='__main__')\n")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, cwd=os.path.dirname(script))
+            f"sys.argv = {[script] + [str(a) for a in args]!r}\n" + run)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=str(device_copy) if device_copy is not None else os.path.dirname(script))
 
 
 def read_out(path):
@@ -122,13 +132,6 @@ def direct(model_path, rgb_float):
     it.set_tensor(inp["index"], rgb_float[None].astype(np.float32))
     it.invoke()
     return it.get_tensor(it.get_output_details()[0]["index"])[0]
-
-
-def load_infer_module():
-    spec = importlib.util.spec_from_file_location("_test_edge_infer", INFER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def digest(path):
@@ -289,28 +292,50 @@ def test_setup_errors(models, tmp_path):
 
 
 def test_deployed_copy_without_repository(models, tmp_path):
-    """On a device: only edge_runner.py and tiling.py, side by side, outside the repository."""
+    """On a device: only the runner's files (DEVICE_FILES), outside the repository."""
     pi = tmp_path / "pi"
-    pi.mkdir()
-    shutil.copy(RUNNER, pi / "infer.py")
+    runner.copy_device_files(pi)
+    os.remove(pi / "keras_dehaze" / "tiling.py")
     src = write(tmp_path / "a.png", rgb8(50, 70, 17))
-    proc = run_infer(["--model", models["i8"], src, "-o", tmp_path / "o"],
-                     script=str(pi / "infer.py"))
+    proc = run_infer(["--model", models["i8"], src, "-o", tmp_path / "o"], device_copy=pi)
     assert proc.returncode == 2 and "tiling.py not found" in proc.stderr
-    shutil.copy(TILING, pi / "tiling.py")
+    shutil.copy(tiling.__file__, pi / "keras_dehaze" / "tiling.py")
     proc = run_infer(["--model", models["i8"], src, "-o", tmp_path / "o", "--threads", "2"],
-                     script=str(pi / "infer.py"))
+                     device_copy=pi)
     assert proc.returncode == 0, proc.stderr
+    assert f"PACKAGE {pi / 'keras_dehaze' / '__init__.py'}" in proc.stdout  # the copy, not the repository
     assert read_out(tmp_path / "o" / "a_dehazed.png").shape == (50, 70, 3)
 
 
+def test_device_files_are_what_the_runner_imports(models, tmp_path):
+    """DEVICE_FILES is exactly the package's modules a run of the runner imports, and none of
+    them imports TensorFlow (or another heavy dependency)."""
+    src = write(tmp_path / "a.png", rgb8(40, 40, 18))
+    code = ("import sys, runpy\n"
+            f"sys.argv = ['infer.py', '--model', {models['i8']!r}, {src!r}, '-o', {str(tmp_path / 'o')!r}, '-q']\n"
+            "try:\n"
+            f"    runpy.run_path({INFER!r}, run_name='__main__')\n"
+            "except SystemExit as e:\n"
+            "    assert e.code == 0, e.code\n"
+            "import keras_dehaze\n"
+            "root = keras_dehaze.__file__.rsplit('keras_dehaze', 1)[0]\n"
+            "print('FILES', sorted(m.__file__[len(root):] for name, m in sys.modules.items()\n"
+            "                      if name.split('.')[0] == 'keras_dehaze'))\n"
+            "print('HEAVY', sorted(name for name in ('tensorflow', 'tf_keras', 'keras', 'tqdm', 'yaml')\n"
+            "                      if name in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    files = next(line for line in proc.stdout.splitlines() if line.startswith("FILES "))
+    assert files == f"FILES {sorted(runner.DEVICE_FILES)}"
+    assert "HEAVY []" in proc.stdout
+
+
 def test_python_api(models):
-    infer = load_infer_module()
-    d = infer.TFLiteDehazer(models["f32"], threads=1, resize=False)
+    d = TFLiteDehazer(models["f32"], threads=1, resize=False)
     assert d.input_size == (SIZE, SIZE) and d.input_dtype == np.float32 and not d.dynamic
-    assert infer.TFLiteDehazer(models["i8"]).input_dtype == np.int8
-    assert infer.TFLiteDehazer(models["u8"]).input_dtype == np.uint8
-    assert infer.TFLiteDehazer(models["dyn"]).input_size is None
+    assert TFLiteDehazer(models["i8"]).input_dtype == np.int8
+    assert TFLiteDehazer(models["u8"]).input_dtype == np.uint8
+    assert TFLiteDehazer(models["dyn"]).input_size is None
     img = np.random.default_rng(0).random((37, 53, 3), dtype=np.float32)
     out = d.dehaze(img)
     assert out.shape == img.shape and out.dtype == np.float32
@@ -324,13 +349,12 @@ def test_fixed_model_resized_equals_conversion_at_that_size(models, tmp_path):
     """A fixed 32x32 conversion run at 48x64 (resize_tensor_input) computes exactly what the
     same weights converted for a dynamic size compute at 48x64 (float32), and the int8 file
     resized stays as close to float as at its own size."""
-    infer = load_infer_module()
     rgb = rgb8(48, 64, 20)[:, :, ::-1].astype(np.float32) / 255
-    d = infer.TFLiteDehazer(models["f32"], threads=1)
+    d = TFLiteDehazer(models["f32"], threads=1)
     out = d.dehaze(rgb)
     assert d.last_plan == ("whole", (48, 64)) and d.last_tiles == 1 and d.resizable
     assert np.abs(out - np.clip(direct(models["dyn"], rgb), 0, 1)).max() <= 1e-6
-    q = infer.TFLiteDehazer(models["i8"], threads=1)
+    q = TFLiteDehazer(models["i8"], threads=1)
     out_q = q.dehaze(rgb)
     assert q.last_plan == ("whole", (48, 64))
     assert np.abs(out_q - out).max() < 0.05 and np.abs(out_q - out).mean() < 0.005
@@ -342,8 +366,7 @@ def test_fixed_model_resized_equals_conversion_at_that_size(models, tmp_path):
 
 
 def test_model_with_baked_shapes_falls_back_to_its_own_size(models):
-    infer = load_infer_module()
-    d = infer.TFLiteDehazer(models["reshape"], threads=1)
+    d = TFLiteDehazer(models["reshape"], threads=1)
     img = np.random.default_rng(2).random((40, 50, 3), dtype=np.float32)
     out = d.dehaze(img)
     assert out.shape == img.shape and d.resizable is False and d.resize_error
@@ -351,22 +374,21 @@ def test_model_with_baked_shapes_falls_back_to_its_own_size(models):
 
 
 def test_whole_image_or_tiles_follows_the_pixel_budget(models, tmp_path):
-    infer = load_infer_module()
     rgb = rgb8(75, 101, 2)[:, :, ::-1].astype(np.float32) / 255
     whole = np.clip(direct(models["dyn"], rgb), 0, 1)
-    d = infer.TFLiteDehazer(models["f32"], threads=1, max_pixels=76 * 104)
+    d = TFLiteDehazer(models["f32"], threads=1, max_pixels=76 * 104)
     assert d.plan(75, 101) == ("whole", (76, 104))
     assert np.abs(d.dehaze(rgb) - whole)[:-2, :-2].max() <= 1e-6 and d.last_tiles == 1
     # A budget of 2000 pixels: the fewest equal tiles within it, overlapping by tile_overlap
     # (the default 32 would not fit; 8 here), every tile the same size.
-    t = infer.TFLiteDehazer(models["f32"], threads=1, max_pixels=2000, tile_overlap=8)
+    t = TFLiteDehazer(models["f32"], threads=1, max_pixels=2000, tile_overlap=8)
     mode, (th, tw) = t.plan(75, 101)
     assert mode == "tiles" and th * tw <= 2000 and th % 4 == 0 and tw % 4 == 0
     shapes = []
     t.run = lambda batch, run=t.run: (shapes.append(batch.shape), run(batch))[1]
     out = t.dehaze(rgb)
     assert set(shapes) == {(1, th, tw, 3)} and t.last_tiles == len(shapes) > 1
-    assert t.last_tiles == infer.load_tiling_module().count_tiles((75, 101), (th, tw), 8, 4)
+    assert t.last_tiles == tiling.count_tiles((75, 101), (th, tw), 8, 4)
     # Seams invisible: equal to the whole-image run away from the image border (3x3 convs).
     assert np.abs(out - whole)[:-2, :-2].max() <= 1e-6
     # Tiny images are padded up to min(model size, 64) per side.

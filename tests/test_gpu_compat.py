@@ -1,4 +1,5 @@
-"""GPU-delegate compatibility checker (edge/gpu_compat.py) and TF-free reader (edge/tflite_model.py).
+"""GPU-delegate compatibility checker (keras_dehaze.edge.gpu_compat, edge/gpu_compat.py) and the
+TF-free reader (keras_dehaze.edge.flatbuffer).
 
 The checker must demonstrably FLAG known-bad models: GATHER_ND, TOPK_V2,
 dynamic batch, GATHER with 2-D indices, Flex ops, int32 index arithmetic, 5-D tensors, and
@@ -13,12 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from keras_dehaze.edge import flatbuffer, gpu_compat
+
 REPO = Path(__file__).resolve().parents[1]
 EDGE = REPO / "edge"
-sys.path.insert(0, str(EDGE))
-
-import gpu_compat  # noqa: E402
-import tflite_model  # noqa: E402
 
 
 def _convert(fn, shape, path, select_tf_ops=False, fp16=False):
@@ -108,7 +107,7 @@ def test_flags_topk(models):
 
 
 def test_flags_dynamic_batch(models):
-    info = tflite_model.load_model_info(models["dynamic"])
+    info = flatbuffer.load_model_info(models["dynamic"])
     assert info.inputs[0].shape_signature[0] == -1 and info.has_dynamic_inputs
     r = gpu_compat.check_gpu_compatibility(info)
     assert not r.compatible
@@ -124,7 +123,7 @@ def test_flags_gather_with_2d_indices(models):
 
 
 def test_flags_flex_op(models):
-    info = tflite_model.load_model_info(models["flex"])
+    info = flatbuffer.load_model_info(models["flex"])
     assert [op.name for op in info.flex_ops()] == ["FlexCumprod"]
     assert info.custom_ops() == info.flex_ops()
     r = gpu_compat.check_gpu_compatibility(info)
@@ -159,7 +158,7 @@ def test_passes_good_model(models):
 
 
 def test_passes_good_model_fp16_weights(models):
-    info = tflite_model.load_model_info(models["good_fp16"])
+    info = flatbuffer.load_model_info(models["good_fp16"])
     assert info.op_histogram()["DEQUANTIZE"] >= 1  # fp16 weights are dequantized in-graph
     r = gpu_compat.check_gpu_compatibility(info)
     assert r.compatible, r.format()
@@ -167,7 +166,7 @@ def test_passes_good_model_fp16_weights(models):
 
 def test_accepts_path_bytes_and_model_info(models):
     p = models["gather_nd"]
-    for arg in (p, str(p), p.read_bytes(), tflite_model.load_model_info(p)):
+    for arg in (p, str(p), p.read_bytes(), flatbuffer.load_model_info(p)):
         assert not gpu_compat.check_gpu_compatibility(arg).compatible
 
 
@@ -175,7 +174,7 @@ def test_accepts_path_bytes_and_model_info(models):
 
 
 def test_op_histogram_and_details(models):
-    info = tflite_model.load_model_info(models["good"])
+    info = flatbuffer.load_model_info(models["good"])
     hist = info.op_histogram()
     assert hist["CONV_2D"] == 1 and hist["GATHER"] == 1 and hist["RESHAPE"] == 2
     assert "GATHER_ND" not in hist and sum(hist.values()) == len(info.ops)
@@ -195,7 +194,7 @@ def test_op_histogram_and_details(models):
     assert gather.inputs[1].const_value.tolist() == [5, 3, 1, 0, 7]
     assert gather.output_shapes == ((5, 4),)
 
-    topk = tflite_model.load_model_info(models["topk"])
+    topk = flatbuffer.load_model_info(models["topk"])
     assert topk.op_histogram() == {"RESHAPE": 1, "TOPK_V2": 1}
 
 
@@ -204,20 +203,19 @@ def test_reader_and_checker_work_without_tensorflow(models):
 import sys, json
 sys.modules["tensorflow"] = None      # any `import tensorflow` now raises ImportError
 sys.modules["tf_keras"] = None
-sys.path.insert(0, {str(EDGE)!r})
-import tflite_model, gpu_compat
+from keras_dehaze.edge import flatbuffer, gpu_compat
 try:
     import tensorflow
     raise SystemExit("tensorflow importable")
 except ImportError:
     pass
-info = tflite_model.load_model_info({str(models["gather_nd"])!r})
+info = flatbuffer.load_model_info({str(models["gather_nd"])!r})
 rep = gpu_compat.check_gpu_compatibility(info)
 good = gpu_compat.check_gpu_compatibility({str(models["good"])!r})
 print(json.dumps({{
     "hist": dict(info.op_histogram()),
     "bad": rep.compatible, "good": good.compatible,
-    "schema": tflite_model.SCHEMA_SOURCE,
+    "schema": flatbuffer.SCHEMA_SOURCE,
     "loaded": sorted(m for m in ("tensorflow", "ai_edge_litert") if sys.modules.get(m) is not None),
 }}))
 """
@@ -256,7 +254,7 @@ def test_classic_and_webgpu_verdicts_are_labelled_and_differ_where_measured(mode
 
 
 def test_cli_prints_both_labelled_verdicts(models):
-    env = dict(os.environ, PYTHONPATH="")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     cli = [sys.executable, str(EDGE / "gpu_compat.py"), str(models["topk"])]
     both = subprocess.run(cli, capture_output=True, text=True, env=env, timeout=60)
     assert both.returncode == 1, both.stderr  # the classic verdict is NOT COMPATIBLE
@@ -268,7 +266,7 @@ def test_cli_prints_both_labelled_verdicts(models):
 
 
 def test_cli_exit_codes(models):
-    env = dict(os.environ, PYTHONPATH="")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     cli = [sys.executable, str(EDGE / "gpu_compat.py")]
     bad = subprocess.run(cli + [str(models["topk"])], capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 1, bad.stderr

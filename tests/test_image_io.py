@@ -202,3 +202,18 @@ def test_write_read_only_dir(tmp_path):
             write_image(locked / "a.png", np.zeros((4, 4, 3)))
     finally:
         locked.chmod(0o700)
+
+
+def test_importable_without_tensorflow():
+    """The one image reader of the package, the CLI and the on-device runner: no TensorFlow."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "for name in ('tensorflow', 'tf_keras', 'keras'):\n"
+            "    sys.modules[name] = None\n"
+            "from keras_dehaze.data.image_io import IMAGE_EXTENSIONS, read_image_raw, write_image\n"
+            "assert '.ppm' in IMAGE_EXTENSIONS\n"
+            "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

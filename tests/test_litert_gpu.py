@@ -1,4 +1,4 @@
-"""Executing .tflite models on LiteRT's GPU accelerator (keras_dehaze/litert_gpu.py, edge runner).
+"""Executing .tflite models on LiteRT's GPU accelerator (keras_dehaze/edge/litert_gpu.py, edge runner).
 
 ai-edge-litert 2.3.0's GPU accelerator is WebGPU (Dawn) over Vulkan; without a GPU, Mesa >= 25's
 software driver lavapipe provides the adapter (.ci/install_vulkan.sh, VK_ICD_FILENAMES). Every
@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 import pytest
 
-from keras_dehaze import litert_gpu, pretrained
+from keras_dehaze import pretrained
+from keras_dehaze.edge import litert_gpu
 
 REPO = Path(__file__).resolve().parents[1]
 INFER = REPO / "edge" / "infer.py"
@@ -67,7 +68,7 @@ WORKER = REPO / "tests" / "litert_gpu_worker.py"
 def gpu_jobs(*jobs):
     """Runs jobs ({"path", "enforce_f32", "allow_partial"}) in tests/litert_gpu_worker.py, a
     process without TensorFlow; returns its result dicts."""
-    env = dict(os.environ, PYTHONPATH="")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     jobs = [dict(job, path=str(job["path"])) for job in jobs]
     out = subprocess.run([sys.executable, str(WORKER), json.dumps(jobs)], capture_output=True,
                          text=True, timeout=600, env=env, cwd=str(REPO))
@@ -92,10 +93,9 @@ def hazy_input(h=SIZE, w=SIZE, seed=0):
 @pytest.fixture(scope="module", params=bundled_float_presets())
 def bundled_tflite(request, tmp_path_factory):
     """(name, {"float32": path, "float16": path}) of a bundled network at 64x64, batch 1."""
-    sys.path.insert(0, str(REPO / "edge"))
     from keras_dehaze.backend import tf
-    from keras_dehaze.quantization import rebuild_fixed
-    from tflite_export import convert
+    from keras_dehaze.edge.export import convert
+    from keras_dehaze.edge.quantization import rebuild_fixed
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(2)
@@ -184,7 +184,7 @@ def test_missing_adapter_is_a_clear_error(tmp_path, gather_nd_tflite):
     code = (
         "import sys\n"
         "sys.modules['tensorflow'] = None\n"
-        "from keras_dehaze import litert_gpu\n"
+        "from keras_dehaze.edge import litert_gpu\n"
         "try:\n"
         f"    litert_gpu.compile_on_gpu({str(gather_nd_tflite)!r}, verbose=False)\n"
         "except litert_gpu.GpuUnavailableError as e:\n"
@@ -207,14 +207,14 @@ def test_missing_adapter_is_a_clear_error(tmp_path, gather_nd_tflite):
 # ---------------------------------------------------------------------------- the edge runner
 
 def run_infer(args):
-    """edge/infer.py in a subprocess where TensorFlow and keras_dehaze cannot be imported."""
+    """edge/infer.py in a subprocess where TensorFlow cannot be imported."""
     code = ("import sys\n"
-            "for name in ('tensorflow', 'tf_keras', 'keras', 'keras_dehaze'):\n"
+            "for name in ('tensorflow', 'tf_keras', 'keras'):\n"
             "    sys.modules[name] = None\n"
             "import runpy\n"
             f"sys.argv = {[str(INFER)] + [str(a) for a in args]!r}\n"
             f"runpy.run_path({str(INFER)!r}, run_name='__main__')\n")
-    env = dict(os.environ, PYTHONPATH="")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, env=env, cwd=str(INFER.parent))
 
@@ -262,18 +262,17 @@ def test_edge_runner_refuses_int8_model_on_gpu(tmp_path):
 
 
 def test_runner_argument_validation(tmp_path):
-    sys.path.insert(0, str(REPO / "keras_dehaze"))
-    try:
-        import edge_runner
-    finally:
-        sys.path.pop(0)
+    from keras_dehaze.edge import runner as edge_runner
+    from keras_dehaze.edge import tflite_dehazer
+    from keras_dehaze.edge.tflite_dehazer import TFLiteDehazer
+
     dummy = tmp_path / "m.tflite"
     dummy.write_bytes(b"x")
     with pytest.raises(ValueError, match="accelerator must be one of"):
-        edge_runner.TFLiteDehazer(dummy, accelerator="npu")
+        TFLiteDehazer(dummy, accelerator="npu")
     with pytest.raises(ValueError, match="gpu_precision must be one of"):
-        edge_runner.TFLiteDehazer(dummy, accelerator="gpu", gpu_precision="fp8")
+        TFLiteDehazer(dummy, accelerator="gpu", gpu_precision="fp8")
     args = edge_runner.build_parser().parse_args(["x.png", "-m", "m.tflite", "-o", "out"])
     assert (args.accelerator, args.gpu_precision, args.gpu_allow_partial) == ("cpu", "fp32", False)
     # With the package imported, the runner raises the package's exception classes.
-    assert edge_runner.load_gpu_module() is litert_gpu
+    assert tflite_dehazer.litert_gpu is litert_gpu

@@ -1,8 +1,6 @@
 """MS-DehazeNet and its blocks: NAFBlock (NAFNet) and DehazeFormer (RescaleNorm, window attention)."""
 
 import collections
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +19,6 @@ from keras_dehaze.models import MODELS, MSDehazeNet, build_model
 from keras_dehaze.models.complexity import count_macs
 from layer_testing import run_layer_test
 
-EDGE = Path(__file__).resolve().parents[1] / "edge"
 TINY = dict(widths=(8, 16, 16), num_blocks=(1, 1, 2, 1, 1), heads=2)
 
 
@@ -270,9 +267,7 @@ def test_tflite_builtin_ops_only_and_parity(tmp_path):
     path = tmp_path / "msdehazenet.tflite"
     path.write_bytes(flat)
 
-    sys.path.insert(0, str(EDGE))
-    import gpu_compat
-    import tflite_model
+    from keras_dehaze.edge import flatbuffer as tflite_model, gpu_compat
 
     info = tflite_model.load_model_info(flat)
     ops = collections.Counter(op.name for sg in info.subgraphs for op in sg.ops)

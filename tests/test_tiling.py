@@ -1,7 +1,7 @@
 """keras_dehaze/tiling.py: padding, tile layout, blending weights, tiled == untiled, memory.
 
-numpy only (the module must not need TensorFlow; it is loaded here by file path, the way
-edge/infer.py loads it).
+numpy only (the module must not need TensorFlow or anything else of the package: it is one of
+the on-device runner's files; it is loaded here by file path to show that).
 """
 
 import ast

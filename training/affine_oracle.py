@@ -14,11 +14,9 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from keras_dehaze.data import find_pairs  # noqa: E402
-from keras_dehaze.data.image_io import read_image  # noqa: E402
-from keras_dehaze.metrics.full_reference import psnr, ssim  # noqa: E402
+from keras_dehaze.data import find_pairs
+from keras_dehaze.data.image_io import read_image
+from keras_dehaze.metrics.full_reference import psnr, ssim
 
 
 def affine_oracle(hazy, clear):

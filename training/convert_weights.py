@@ -17,7 +17,6 @@ import os
 import shutil
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 LICENSE_FILE = "LICENSE-LKD-Net.txt"
 ATTRIBUTION = ("LKD-Net weights Copyright (c) 2023 SWU-CS-MediaLab, from github.com/SWU-CS-MediaLab/LKD-Net, "

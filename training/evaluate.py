@@ -4,12 +4,9 @@
         --model aecrnet --model runs/aecrnet_cpu_demo/best.keras -o eval_results
 """
 
-import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from keras_dehaze.cli import main  # noqa: E402
+from keras_dehaze.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["eval", *sys.argv[1:]]))

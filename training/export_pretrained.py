@@ -12,14 +12,11 @@ import csv
 import json
 import os
 import shutil
-import sys
 
 import yaml
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from keras_dehaze import pretrained  # noqa: E402
-from keras_dehaze.inference import load_keras_model  # noqa: E402
+from keras_dehaze import pretrained
+from keras_dehaze.inference import load_keras_model
 
 
 def _read(path, loader):

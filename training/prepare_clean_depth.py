@@ -25,11 +25,10 @@ import os
 import shutil
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from keras_dehaze.data.image_io import read_image, write_image  # noqa: E402
+from keras_dehaze.data.image_io import read_image, write_image
 
 
 def _unique_name(path, taken):

@@ -1,49 +1,15 @@
-"""``keras-dehaze dehaze``: image files, folders or globs -> OUTDIR/<stem>_dehazed.png."""
+"""``keras-dehaze dehaze``: image files, folders or globs -> OUTDIR/<stem>_dehazed.png.
 
-import glob
+The per-image loop is ``keras_dehaze.dehaze_files`` (shared with the edge runner); this module
+adds the command's options, its progress bar and its exit codes.
+"""
+
 import os
 import sys
 
-ERROR_OPTIONS = "per-file problems are reported and skipped; the exit status is 1 if any file failed or was skipped"
+from keras_dehaze.dehaze_files import Progress as _Progress
 
-
-def problem_text(path, error):
-    """One line per problem: the path once, then what is wrong (the messages of
-    keras_dehaze.data.image_io already start with the path)."""
-    message = str(error).strip() or type(error).__name__
-    return message if str(path) in message else f"{path}: {message}"
-
-
-def output_bit_depth(choice, image):
-    """``--bit-depth``: "8", "16" or "auto" (16 for 16-bit and float inputs, else 8), the same
-    rule as edge/infer.py."""
-    if choice == "auto":
-        return 8 if image.dtype.itemsize == 1 else 16
-    return int(choice)
-
-
-def remove_partial(out_path):
-    """Temporary files write_image may leave for ``out_path`` when interrupted mid-write."""
-    folder, name = os.path.split(os.path.abspath(out_path))
-    for tmp in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-
-
-def _rgb_view_of_bgr_in_place(pixels):
-    """Swaps an RGB uint8/uint16 image to BGR in place (band by band, no full-size copy) and
-    returns an RGB-ordered *view* of it. write_image flips RGB to BGR for OpenCV; given this view,
-    its flip is the contiguous array itself, so the encoder needs no second full-size copy
-    (144 MB less for an 8000x6000 photo)."""
-    for r0 in range(0, pixels.shape[0], 256):
-        band = pixels[r0:r0 + 256]
-        band[...] = band[:, :, ::-1].copy()
-    return pixels[:, :, ::-1]
-
-
-class Progress:
+class Progress(_Progress):
     """A tqdm bar counting images in fractions: tiles (or DCP strips) of the current image move it."""
 
     def __init__(self, total, desc, disable):
@@ -55,9 +21,9 @@ class Progress:
         self.index = 0
         self.name = ""
 
-    def start(self, index, name):
-        self.index, self.name = index, name
-        self.bar.set_postfix_str(name, refresh=False)
+    def start(self, index, path):
+        self.index, self.name = index, os.path.basename(path)
+        self.bar.set_postfix_str(self.name, refresh=False)
         self.bar.n = index
         self.bar.refresh()
 
@@ -67,20 +33,21 @@ class Progress:
             self.bar.set_postfix_str(f"{self.name}: part {done}/{total}", refresh=False)
         self.bar.refresh()
 
-    def write(self, message):
-        self.bar.write(message, file=sys.stderr)
+    def error(self, message):
+        self.bar.write(f"error: {message}", file=sys.stderr)
 
-    def close(self):
-        self.bar.n = self.bar.total
+    def close(self, interrupted=False):
+        if not interrupted:
+            self.bar.n = self.bar.total
         self.bar.close()
 
 
 def run(args):
-    import numpy as np
-
+    """Exit codes: 0 all written; 1 a file failed or an output was not overwritten (the others are
+    written), or no input image; 2 the model or the output folder could not be used (nothing
+    written). Ctrl-C raises KeyboardInterrupt (``keras_dehaze.cli`` exits with 130)."""
     from keras_dehaze.commands.common import load_model
-    from keras_dehaze.data.image_io import ImageReadError, ImageWriteError, read_image_raw, write_image
-    from keras_dehaze.edge_runner import collect_inputs, output_paths
+    from keras_dehaze.dehaze_files import collect_inputs, dehaze_files
 
     files, errors = collect_inputs(args.inputs, recursive=args.recursive)
     for e in errors:
@@ -104,46 +71,14 @@ def run(args):
     except OSError as e:
         print(f"error: cannot create the output folder {args.output} ({e.strerror or e})", file=sys.stderr)
         return 2
-    failed, refused, written = len(errors), 0, 0
     progress = Progress(len(files), f"dehazing with {dehazer.name}", disable=args.quiet)
-    current = None
-    try:
-        for index, (path, (out, problem)) in enumerate(zip(files, output_paths(files, args.output))):
-            progress.start(index, os.path.basename(path))
-            if problem:
-                progress.write(f"error: {problem}")
-                failed += 1
-                continue
-            if os.path.lexists(out) and not args.overwrite:
-                progress.write(f"error: {out} already exists: not overwritten (give --overwrite to replace it); "
-                               f"skipped {path}")
-                refused += 1
-                continue
-            try:  # stored depth in, 8/16-bit pixels out: no full-size float copies of huge photos
-                image = read_image_raw(path)
-                bit_depth = output_bit_depth(args.bit_depth, image)
-                dtype = np.uint8 if bit_depth == 8 else np.uint16
-                result = dehazer(image, dtype=dtype, progress=progress.tiles)
-                del image  # freed before the PNG is encoded
-                current = out
-                write_image(out, _rgb_view_of_bgr_in_place(result), bit_depth)
-                current = None
-                del result
-                written += 1
-            except (ImageReadError, ImageWriteError, ValueError, OSError) as e:
-                progress.write(f"error: {problem_text(path, e)}")  # skip it, keep going
-                failed += 1
-    except KeyboardInterrupt:
-        progress.bar.close()
-        if current is not None:
-            remove_partial(current)
-        print(f"{written} image(s) written to {args.output} before the interruption", file=sys.stderr)
-        raise
-    progress.close()
-    summary = f"{written} image(s) written to {args.output}"
+    outcome = dehaze_files(files, args.output, dehazer, bit_depth=args.bit_depth, overwrite=args.overwrite,
+                           progress=progress)
+    failed = len(errors) + outcome.failed
+    summary = f"{outcome.written} image(s) written to {args.output}"
     if failed:
         summary += f"; {failed} failed"
-    if refused:
-        summary += f"; {refused} not overwritten (already exist; --overwrite replaces them)"
+    if outcome.refused:
+        summary += f"; {outcome.refused} not overwritten (already exist; --overwrite replaces them)"
     print(summary)
-    return 1 if failed or refused else 0
+    return 1 if failed or outcome.refused else 0

@@ -1,7 +1,8 @@
 """Reading and writing images as float32 RGB in [0, 1] with OpenCV, with errors that name the file.
 
-This module deliberately imports only numpy and cv2 (no TensorFlow), so the edge runner on a
-Raspberry Pi (ai-edge-litert only) can use it too.
+The one image reader/writer of the project: the package, the command line and the on-device
+runner (``keras_dehaze.edge.runner``) all use it. It imports only numpy, cv2 and
+``keras_dehaze.atomic`` (no TensorFlow), so it runs on a Raspberry Pi with ai-edge-litert only.
 
 Reading rules (`read_image`):
 - 8-bit / 16-bit integer images are divided by 255 / 65535; float images (TIFF, EXR when
@@ -18,12 +19,15 @@ Reading rules (`read_image`):
 """
 
 import os
-import uuid
 
 import cv2
 import numpy as np
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from keras_dehaze.atomic import atomic_write
+
+# Files taken from folders (datasets, `keras-dehaze dehaze FOLDER`, the edge runner); a file named
+# explicitly is read whatever its extension.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
 
 # Extensions write_image supports and the bit depths each format can store.
 _WRITE_DEPTHS = {".png": (8, 16), ".jpg": (8,), ".jpeg": (8,), ".bmp": (8,), ".tif": (8, 16),
@@ -232,17 +236,9 @@ def write_image(path, image, bit_depth=8, quality=95):
     except OSError as e:
         raise ImageWriteError(f"{path}: cannot create directory {parent} "
                               f"({e.strerror or e}).") from e
-    tmp = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        # os.open with mode 0o666 lets the umask decide permissions, like a normal file write
-        # (tempfile.mkstemp would leave the final image readable by its owner only).
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        atomic_write(path, data)  # temporary file + os.replace; removed on any failure
     except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         raise ImageWriteError(f"{path}: cannot write the image into {parent} "
                               f"({e.strerror or e}).") from e
 

@@ -8,6 +8,8 @@ import json
 import math
 import os
 
+from keras_dehaze.atomic import atomic_write
+
 
 def _json_default(value):
     if hasattr(value, "item"):  # numpy scalars
@@ -138,10 +140,8 @@ def write_report(report, out_dir):
     """Writes ``report.json`` and ``report.md`` into ``out_dir``; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
     json_path, md_path = os.path.join(out_dir, "report.json"), os.path.join(out_dir, "report.md")
-    with open(json_path, "w") as f:
-        json.dump(_clean(report), f, indent=2, default=_json_default)
-    with open(md_path, "w") as f:
-        f.write(_markdown(report))
+    atomic_write(json_path, json.dumps(_clean(report), indent=2, default=_json_default))
+    atomic_write(md_path, _markdown(report))
     return json_path, md_path
 
 

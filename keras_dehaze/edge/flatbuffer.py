@@ -24,7 +24,7 @@ Usage::
         print(op.name, op.version, op.input_shapes, op.inputs_constant)
     info.inputs[0].shape_signature   # -1 marks a dynamic dimension
 
-Also a tiny CLI: ``python edge/tflite_model.py model.tflite`` prints the model summary.
+Also a tiny CLI: ``python -m keras_dehaze.edge.flatbuffer model.tflite`` prints the model summary.
 """
 from __future__ import annotations
 

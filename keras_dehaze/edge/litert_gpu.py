@@ -1,8 +1,9 @@
 """Run a ``.tflite`` model on LiteRT's GPU accelerator (``CompiledModel``), numpy + ai_edge_litert only.
 
 This module imports nothing but the standard library, numpy and (lazily) ``ai_edge_litert``: no
-TensorFlow and nothing else from ``keras_dehaze``, so ``edge_runner.py`` loads it by file path on
-a device (copy it next to ``edge_runner.py`` and ``tiling.py``).
+TensorFlow, so the on-device runner (``keras_dehaze.edge.runner``) uses it for
+``--accelerator gpu``. ``GpuModel.run`` takes and returns the model's own tensor types; for int8
+models, quantize and dequantize with ``keras_dehaze.edge.interpreter`` (``TFLiteDehazer`` does).
 
 The GPU accelerator of ai-edge-litert 2.3.0 is ``libLiteRtWebGpuAccelerator.so`` (Dawn/WebGPU;
 there is no OpenCL accelerator in the wheel). On Linux it needs a Vulkan driver: a real GPU's, or
@@ -13,7 +14,7 @@ them). Bookworm's stock Mesa 22.3 is rejected by Dawn ("No adapters found").
 
 Usage::
 
-    from keras_dehaze.litert_gpu import compile_on_gpu
+    from keras_dehaze.edge.litert_gpu import compile_on_gpu
     model = compile_on_gpu("model_float32.tflite", enforce_f32=True)   # GPU only
     (out,) = model.run(x)              # x: float32 [1, H, W, 3]
     model.fully_accelerated            # True (else compile_on_gpu raised)

@@ -1,7 +1,7 @@
 """Short quantization-aware fine-tuning of a float dehazer on a paired folder (L1 loss).
 
 The float checkpoint stays the source of truth: the QAT model is rebuilt from it in code
-(``keras_dehaze.quantization``), its activation ranges are calibrated from real crops first
+(``keras_dehaze.edge.quantization``), its activation ranges are calibrated from real crops first
 (tfmot's [-6, 6] initial ranges would otherwise dominate a short run), then trained for a few
 hundred steps at a small learning rate so the weights adapt to int8 rounding.
 
@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from keras_dehaze.backend import keras, tf
-from keras_dehaze.quantization import calibrate_ranges, quantize_aware, rebuild_fixed, refresh_weight_ranges
+from keras_dehaze.edge.quantization import calibrate_ranges, quantize_aware, rebuild_fixed, refresh_weight_ranges
 
 
 def qat_finetune(model, pairs, steps, crop=64, batch_size=4, lr=1e-5, calib_batches=8, seed=0,

@@ -19,7 +19,7 @@ Usage::
     qat.compile(...); qat.fit(...)
     qat.save_weights("qat.weights.h5")
     export = quantize_aware(rebuild_fixed(float_model, 256, 256, batch_size=1, index_math="int"))
-    export.set_weights(qat.get_weights())   # then edge/tflite_export.py converts it
+    export.set_weights(qat.get_weights())   # then keras_dehaze.edge.export converts it
 """
 
 import re
@@ -280,7 +280,7 @@ def quantize_aware(model):
         config = quantize_config_for(layer)
         if config is None and type(layer).__module__.startswith("keras_dehaze"):
             raise ValueError(f"No QuantizeConfig for custom layer {type(layer).__name__} "
-                             f"({layer.name}); add one to keras_dehaze.quantization.CUSTOM_CONFIGS.")
+                             f"({layer.name}); add one to keras_dehaze.edge.quantization.CUSTOM_CONFIGS.")
         return annotate(layer, quantize_config=config)
 
     with quantize_scope():

@@ -16,13 +16,13 @@ quantization parameters, which the file does not hold.
 
 import flatbuffers
 
-import tflite_model
+from keras_dehaze.edge import flatbuffer
 
 _FILE_IDENTIFIER = b"TFL3"
 
 
 def _load(blob):
-    s = tflite_model.schema()
+    s = flatbuffer.schema()
     return s, s.ModelT.InitFromPackedBuf(bytearray(blob), 0)
 
 

@@ -36,7 +36,7 @@ def float_islands(info, float_io=False):
     """Ops of an int8 model touching float tensors, each with the op and a reason.
 
     Args:
-        info: ``tflite_model.ModelInfo`` of the int8 model.
+        info: ``keras_dehaze.edge.flatbuffer.ModelInfo`` of the int8 model.
         float_io: the model was converted with float input/output; the boundary QUANTIZE of a
             model input and DEQUANTIZE producing a model output are then not islands.
 

@@ -1,7 +1,7 @@
 """Keras -> TFLite conversion in float32, float16 (fp16 weights) and int8 (full integer).
 
 Needs TensorFlow (runs on the training machine, not on the device). Models must have a fixed
-input shape with batch 1 (``keras_dehaze.quantization.rebuild_fixed``): a dynamic batch leaves
+input shape with batch 1 (``keras_dehaze.edge.quantization.rebuild_fixed``): a dynamic batch leaves
 SHAPE/STRIDED_SLICE ops that the GPU delegate rejects.
 
 The converter is fed a concrete function of ``model(x, training=False)`` rather than
@@ -11,12 +11,16 @@ with a misleading "Could not find SavedModel .pb" error.
 Usage::
 
     blob = convert(model, "int8", representative=random_crops(paths, (256, 256), 64))
+    ship_preset("lkdnet_s_mixed")   # the int8 file shipped beside a preset (edge/ship_preset.py)
 """
+
+import os
 
 import numpy as np
 
+from keras_dehaze.atomic import atomic_write
 from keras_dehaze.backend import tf
-from tflite_rewrite import unfuse_transpose_conv_activation
+from keras_dehaze.edge.gpu_rewrite import unfuse_transpose_conv_activation
 
 MODES = ("float32", "float16", "int8", "int8_dynamic")
 
@@ -25,7 +29,7 @@ def _converter(model):
     spec = tf.TensorSpec(model.inputs[0].shape, tf.float32, name="hazy")
     if any(d is None for d in spec.shape):
         raise ValueError(f"{model.name}: input shape {tuple(spec.shape)} is not fixed; rebuild it with "
-                         "keras_dehaze.quantization.rebuild_fixed(model, H, W) first")
+                         "keras_dehaze.edge.quantization.rebuild_fixed(model, H, W) first")
 
     @tf.function
     def inference(x):
@@ -53,7 +57,7 @@ def convert(model, mode, representative=None, int8_io=True, gpu_rewrite=True):
             QUANTIZE/DEQUANTIZE at the ends (False).
         gpu_rewrite: for float modes, split ReLUs the converter fused into TRANSPOSE_CONV
             (op version 4, rejected by the GPU delegate) back into a separate RELU
-            (``tflite_rewrite.unfuse_transpose_conv_activation``; exact).
+            (``keras_dehaze.edge.gpu_rewrite.unfuse_transpose_conv_activation``; exact).
 
     Returns:
         bytes of the flatbuffer.
@@ -131,4 +135,50 @@ def center_crop(image, h, w):
     return image[y : y + h, x : x + w]
 
 
-__all__ = ["MODES", "center_crop", "convert", "fit_at_least", "random_crops"]
+# What a preset's shipped int8 file is, by conversion mode (recorded as ``int8_kind``).
+SHIPPED_INT8_KINDS = {"int8_dynamic": "int8 weights, dynamic-range int8 activations (no calibration)",
+                      "int8": "full integer int8 (calibrated)"}
+
+
+def ship_preset(name, mode="int8_dynamic", size=256, calib=(), note=""):
+    """Converts a preset to the int8 ``.tflite`` shipped beside it (maintainers).
+
+    Writes ``keras_dehaze/weights/<name>_int8.tflite`` and records it in ``<name>.json``
+    (``int8_tflite``, ``int8_kind``, ``int8_size``, and ``int8_note`` if given). LKD-Net is
+    exported with its BatchNorm folded. The graph is converted at ``size`` x ``size`` (a multiple
+    of 4: no pad or crop ops), so LiteRT can resize its input to any other multiple of 4.
+
+    Args:
+        name: a preset name or alias.
+        mode: a key of ``SHIPPED_INT8_KINDS``; "int8" (full integer) needs ``calib`` images.
+        size: conversion size.
+        calib: image paths for full-integer calibration.
+        note: recorded with the file (e.g. the measured int8-vs-float gap).
+
+    Returns:
+        (path of the written file, its size in bytes).
+    """
+    from keras_dehaze import pretrained
+    from keras_dehaze.edge.quantization import rebuild_fixed
+    from keras_dehaze.models.lkdnet import fold_batchnorm
+
+    if mode not in SHIPPED_INT8_KINDS:
+        raise ValueError(f"mode must be one of {sorted(SHIPPED_INT8_KINDS)}, got {mode!r}")
+    model = pretrained.load_pretrained(name)
+    meta = pretrained.metadata(name)
+    if meta["model"] == "lkdnet":
+        fixed = fold_batchnorm(model, input_shape=(size, size, 3), batch_size=1)
+    else:
+        fixed = rebuild_fixed(model, size, size)
+    representative = random_crops(list(calib), (size, size), 32) if mode == "int8" else None
+    blob = convert(fixed, mode, representative=representative, int8_io=False)
+    name = pretrained.resolve(name)
+    out = os.path.join(pretrained.WEIGHTS_DIR, f"{name}_int8.tflite")
+    atomic_write(out, blob)
+    extra = {"int8_note": note} if note else {}
+    pretrained.update_metadata(name, int8_tflite=os.path.basename(out), int8_kind=SHIPPED_INT8_KINDS[mode],
+                               int8_size=[size, size], **extra)
+    return out, len(blob)
+
+
+__all__ = ["MODES", "SHIPPED_INT8_KINDS", "center_crop", "convert", "fit_at_least", "random_crops", "ship_preset"]
