@@ -32,6 +32,16 @@ def _tile_side(text):
     return value
 
 
+def _megapixels(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected megapixels (a number, 0 for full resolution), got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"megapixels must be >= 0, got {value}")
+    return value
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -63,6 +73,7 @@ def _run_train(args):
 def build_parser():
     from keras_dehaze.edge.tflite_dehazer import ACCELERATORS
     from keras_dehaze.inference import DEFAULT_TILE
+    from keras_dehaze.guided_upsampling import DEFAULT_WORK_PIXELS
 
     # --verbose is accepted before and after the subcommand (SUPPRESS: a subcommand's default
     # does not override a --verbose given before it).
@@ -99,6 +110,11 @@ def build_parser():
                         help=f"tile side for Keras models (default {DEFAULT_TILE}, which keeps the bundled "
                              "network under 1.5 GB of memory on any photo size); larger tiles are faster "
                              "and use more memory")
+    dehaze.add_argument("--work-megapixels", type=_megapixels, default=DEFAULT_WORK_PIXELS / 1e6, metavar="MP",
+                        help=f"networks see the whole photo downscaled to at most MP megapixels (default "
+                             f"{DEFAULT_WORK_PIXELS / 1e6:g}; photos up to 1.5x that run as they are); the result is carried "
+                             "to full size by guided upsampling, which keeps the photo's detail. 0: run the "
+                             "network at full resolution (slow; large photos in tiles). Not used by dcp/identity")
     dehaze.add_argument("--bit-depth", choices=("8", "16", "auto"), default="8",
                         help="bits per channel of the output PNGs: 8 (default), 16, or auto (16 for 16-bit "
                              "and float inputs, 8 for 8-bit inputs: the input's depth, as edge/infer.py)")

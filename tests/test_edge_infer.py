@@ -394,7 +394,8 @@ def test_whole_image_or_tiles_follows_the_pixel_budget(models, tmp_path):
     # Tiny images are padded up to min(model size, 64) per side.
     assert d.plan(10, 20) == ("whole", (SIZE, SIZE))
     proc = run_infer(["--model", models["f32"], write(tmp_path / "a.png", rgb8(75, 101, 2)),
-                      "-o", tmp_path / "o", "--max-megapixels", "0.002", "--tile-overlap", "8"])
+                      "-o", tmp_path / "o", "--max-megapixels", "0.002", "--tile-overlap", "8",
+                      "--work-megapixels", "0"])  # full resolution: the tiles under test
     assert proc.returncode == 0, proc.stderr
     assert f"{t.last_tiles} run(s), tiles {tw}x{th}" in proc.stdout
 
@@ -440,3 +441,14 @@ def test_benchmark_smoke(models, tmp_path):
     keras_rows = [r for r in rows if r["kind"] == "keras"]
     assert {r["size_mode"] for r in keras_rows} == {"native", "unsupported"}
     assert all(r["backend"].startswith("tensorflow") for r in keras_rows)
+
+
+def test_large_photo_runs_once_at_the_working_resolution(models, tmp_path):
+    """Default large-photo path: one run of the whole photo at --work-megapixels, guided
+    upsampling to full size (keras_dehaze.guided_upsampling), TensorFlow still not imported."""
+    src = write(tmp_path / "big.png", rgb8(300, 400, 5))
+    proc = run_infer(["--model", models["dyn"], src, "-o", tmp_path / "o", "--work-megapixels", "0.01"])
+    assert proc.returncode == 0, proc.stderr
+    assert "1 run(s), guided upsampling from" in proc.stdout
+    out = cv2.imread(str(tmp_path / "o" / "big_dehazed.png"))
+    assert out.shape == (300, 400, 3)

@@ -94,3 +94,38 @@ def test_model_returning_another_size_is_refused():
     _, _, _, hazy = _hazy_scene(100, 100)
     with pytest.raises(ValueError, match="returned shape"):
         gu.dehaze_large(hazy, lambda x: x[:-4], max_pixels=1000)
+
+
+class _FakeDehazer:
+    """Records the sizes it is run at; inverts a known global haze (J = (I - 0.1) / 0.8)."""
+
+    name = "fake"
+
+    def __init__(self):
+        self.max_pixels, self.sizes = 1000, []
+
+    def __call__(self, image, dtype=np.float32, progress=None):
+        self.sizes.append(image.shape[:2])
+        out = np.clip((gu._unit_float(np.asarray(image)) - 0.1) / 0.8, 0, 1)
+        return gu._from_unit_float(out, dtype)
+
+
+def test_guided_dehazer_runs_the_network_once_on_the_whole_working_image():
+    clean, _, _, _ = _hazy_scene(300, 400)
+    hazy = np.round((clean * 0.8 + 0.1) * 255).astype(np.uint8)
+    inner = _FakeDehazer()
+    dehazer = gu.GuidedDehazer(inner, max_pixels=12_000)
+    out = dehazer(hazy, dtype=np.uint8)
+    assert out.dtype == np.uint8 and out.shape == hazy.shape
+    assert len(inner.sizes) == 1 and inner.sizes[0][0] * inner.sizes[0][1] <= 12_000
+    assert inner.max_pixels >= 12_000  # one run, not tiles
+    assert dehazer.last_plan == ("guided", inner.sizes[0])
+    assert _psnr(out / 255.0, clean) > 40.0
+
+
+def test_guided_dehazer_passes_small_photos_through():
+    hazy = np.full((100, 120, 3), 0.5, np.float32)
+    inner = _FakeDehazer()
+    out = gu.GuidedDehazer(inner, max_pixels=10_000)(hazy)  # 12,000 px <= 1.5 x 10,000
+    assert inner.sizes == [(100, 120)]
+    np.testing.assert_allclose(out, (0.5 - 0.1) / 0.8, atol=1e-6)

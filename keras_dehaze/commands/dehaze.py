@@ -42,6 +42,17 @@ class Progress(_Progress):
         self.bar.close()
 
 
+def with_working_resolution(dehazer, megapixels):
+    """Networks run on the photo downscaled to ``megapixels`` and guided-upsampled
+    (``keras_dehaze.guided_upsampling``); 0, ``dcp`` and ``identity`` stay at full resolution."""
+    from keras_dehaze.guided_upsampling import GuidedDehazer
+    from keras_dehaze.inference import DCPDehazer, IdentityDehazer
+
+    if not megapixels or isinstance(dehazer, (DCPDehazer, IdentityDehazer)):
+        return dehazer
+    return GuidedDehazer(dehazer, int(megapixels * 1e6))
+
+
 def run(args):
     """Exit codes: 0 all written; 1 a file failed or an output was not overwritten (the others are
     written), or no input image; 2 the model or the output folder could not be used (nothing
@@ -66,6 +77,7 @@ def run(args):
                          accelerator=getattr(args, "accelerator", "cpu"))
     if dehazer is None:
         return 2
+    dehazer = with_working_resolution(dehazer, getattr(args, "work_megapixels", 0))
     try:  # only once the model loaded: a bad model leaves no empty output folder behind
         os.makedirs(args.output, exist_ok=True)
     except OSError as e:

@@ -42,6 +42,7 @@ DEVICE_FILES = (
     "keras_dehaze/__init__.py",
     "keras_dehaze/atomic.py",
     "keras_dehaze/dehaze_files.py",
+    "keras_dehaze/guided_upsampling.py",
     "keras_dehaze/tiling.py",
     "keras_dehaze/data/__init__.py",
     "keras_dehaze/data/image_io.py",
@@ -114,6 +115,11 @@ def build_parser():
                    help="pixel budget of one interpreter run for models run at the image's size "
                         "(default 0.26 for int8 models, 0.2 for float ones: about 1 GB peak "
                         "memory with LKD-Net); larger runs are faster and use more memory")
+    p.add_argument("--work-megapixels", type=float, default=None, metavar="MP",
+                   help="run the network on the whole photo downscaled to at most MP megapixels "
+                        "and carry the result to full size by guided upsampling (default 0.2; "
+                        "photos up to 1.5x that run as they are); 0: the network at full resolution (tiles "
+                        "when large)")
     p.add_argument("--no-resize", dest="resize", action="store_false",
                    help="run fixed-size models only at their own size (tiles), never resized "
                         "to the image")
@@ -146,7 +152,8 @@ def _line_progress(dehazer, quiet):
             if quiet:
                 return
             mode, (rh, rw) = dehazer.last_plan
-            how = {"whole": "whole image", "tiles": "tiles", "fixed": "tiles"}[mode]
+            how = {"whole": "whole image", "tiles": "tiles", "fixed": "tiles",
+                   "guided": "guided upsampling from"}[mode]
             print(f"ok {path} -> {out_path} ({size[1]}x{size[0]}, {dehazer.last_tiles} run(s), "
                   f"{how} {rw}x{rh}, {seconds * 1000:.0f} ms)")
 
@@ -157,6 +164,7 @@ def main(argv=None):
     try:
         from keras_dehaze.dehaze_files import collect_inputs, dehaze_files
         from keras_dehaze.edge.tflite_dehazer import TFLiteDehazer
+        from keras_dehaze.guided_upsampling import DEFAULT_WORK_PIXELS, GuidedDehazer
     except ImportError:
         missing = _missing_files()
         if not missing:
@@ -184,6 +192,12 @@ def main(argv=None):
     except (ImportError, OSError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    work = DEFAULT_WORK_PIXELS / 1e6 if args.work_megapixels is None else args.work_megapixels
+    if not work >= 0:
+        print(f"error: --work-megapixels must be >= 0, got {args.work_megapixels}", file=sys.stderr)
+        return 2
+    if work > 0:
+        dehazer = GuidedDehazer(dehazer, int(work * 1e6), multiple=args.multiple)
     files, errors = collect_inputs(args.inputs, args.recursive)
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
