@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from keras_dehaze.atomic import atomic_path, atomic_write
 from keras_dehaze.backend import keras, tf
 from keras_dehaze.data.real_hazy import RealHazySet
 from keras_dehaze.quality.trust import score_label
@@ -27,11 +28,10 @@ def weights_finite(model):
 
 
 def save_model_atomic(model, path):
-    """Saves a .keras file via a temporary name and os.replace, so a kill mid-write never
+    """Saves a .keras file via a temporary name (``keras_dehaze.atomic``), so a kill mid-write never
     leaves a truncated checkpoint under the real name."""
-    tmp = f"{path}.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, tmp=f"{path}.tmp.keras") as tmp:  # a fixed name: a leftover is reused
+        model.save(tmp)
 
 
 class DehazerCheckpoint(keras.callbacks.Callback):
@@ -62,10 +62,8 @@ class DehazerCheckpoint(keras.callbacks.Callback):
         if value is not None and math.isfinite(value) and value > self.best:
             self.best = float(value)
             save_model_atomic(self.dehazer, os.path.join(self.out_dir, "best.keras"))
-            tmp = self.state_path + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump({"monitor": self.monitor, "value": self.best, "epoch": epoch + 1}, f)
-            os.replace(tmp, self.state_path)
+            atomic_write(self.state_path,
+                         json.dumps({"monitor": self.monitor, "value": self.best, "epoch": epoch + 1}))
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -14,6 +14,8 @@ import time
 import cv2
 import numpy as np
 
+from keras_dehaze.atomic import atomic_open
+
 from keras_dehaze.data.image_io import read_image, write_image
 from keras_dehaze.metrics import CONVENTION, ciede2000, psnr, ssim
 
@@ -124,8 +126,8 @@ def summarize(rows, metrics):
 
 def write_csv(rows, path):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    with atomic_open(path, "w") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
 

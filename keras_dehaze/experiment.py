@@ -20,6 +20,7 @@ import time
 
 import yaml
 
+from keras_dehaze.atomic import atomic_write
 from keras_dehaze.backend import keras, tf
 from keras_dehaze.callbacks import (
     CheckedBackupAndRestore,
@@ -151,8 +152,7 @@ def _run(config, strategy, out, write_dir):
     resuming = os.path.isdir(backup_dir) and bool(os.listdir(backup_dir))
     if resuming:  # a corrupt backup or one of another model: a clear error before anything is written
         validate_backup(trainer, backup_dir)
-    with open(os.path.join(write_dir, "config.yaml"), "w") as f:
-        yaml.safe_dump(to_dict(config), f, sort_keys=False)
+    atomic_write(os.path.join(write_dir, "config.yaml"), yaml.safe_dump(to_dict(config), sort_keys=False))
     summary_path = os.path.join(write_dir, "summary.json")
     summary = {}
     if resuming and os.path.exists(os.path.join(out, "summary.json")):
@@ -208,7 +208,4 @@ def _evaluate(trainer, val_ds):
 
 
 def _write_json(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2))

@@ -17,6 +17,8 @@ import os
 
 import numpy as np
 
+from keras_dehaze.atomic import atomic_open, atomic_write
+
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 AECRNET = "aecrnet_default"  # the bundled AE-CR-Net
 DEFAULT = "lkdnet_s_mixed"  # what `keras-dehaze dehaze` uses without --model (see docs/model_zoo.md)
@@ -70,8 +72,7 @@ def update_metadata(name, **fields):
     """Adds or replaces fields of a preset's JSON record (e.g. the int8 file shipped beside it)."""
     name = resolve(name)
     meta = {**metadata(name), **fields}
-    with open(os.path.join(WEIGHTS_DIR, f"{name}.json"), "w") as f:
-        json.dump(meta, f, indent=2)
+    atomic_write(os.path.join(WEIGHTS_DIR, f"{name}.json"), json.dumps(meta, indent=2) + "\n")
     return meta
 
 
@@ -79,8 +80,8 @@ def export_pretrained(model, name, model_name, args, record, dtype="float16"):
     """Writes ``<name>.npz`` (weights in ``dtype``) and ``<name>.json`` into WEIGHTS_DIR."""
     os.makedirs(WEIGHTS_DIR, exist_ok=True)
     arrays = {f"w{i}": w.astype(dtype) for i, w in enumerate(model.get_weights())}
-    np.savez_compressed(os.path.join(WEIGHTS_DIR, f"{name}.npz"), **arrays)
+    with atomic_open(os.path.join(WEIGHTS_DIR, f"{name}.npz")) as f:
+        np.savez_compressed(f, **arrays)
     meta = {"model": model_name, "args": args, "weights": f"{name}.npz", "dtype": dtype, **record}
-    with open(os.path.join(WEIGHTS_DIR, f"{name}.json"), "w") as f:
-        json.dump(meta, f, indent=2)
+    atomic_write(os.path.join(WEIGHTS_DIR, f"{name}.json"), json.dumps(meta, indent=2) + "\n")
     return meta

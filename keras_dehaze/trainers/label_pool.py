@@ -59,6 +59,8 @@ import warnings
 
 import numpy as np
 
+from keras_dehaze.atomic import atomic_open
+
 INDEX_NAME = "index.json"
 _TMP_PREFIX = ".tmp-"  # temporary files: hidden, never matched as labels
 _FORMAT_VERSION = 1
@@ -188,23 +190,8 @@ class OptimalLabelPool:
     # ------------------------------------------------------------------ writing
     def _atomic_write(self, final_path, write):
         tmp = os.path.join(self.directory, f"{_TMP_PREFIX}{uuid.uuid4().hex}-{os.path.basename(final_path)}")
-        try:
-            with open(tmp, "wb") as f:
-                write(f)
-                if self.fsync:
-                    f.flush()
-                    os.fsync(f.fileno())
-            os.replace(tmp, final_path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
-        if self.fsync:
-            fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        with atomic_open(final_path, "wb", tmp=tmp, fsync=self.fsync) as f:
+            write(f)
 
     def offer(self, label_id, image, weights, density, quality, flush=None):
         """Stores the label if the id has none or if it is better in BOTH scores.
