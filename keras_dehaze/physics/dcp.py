@@ -76,6 +76,11 @@ def guided_filter(guide, src, radius=60, eps=1e-3):
 
     guide: HxW or HxWx3 (converted to gray as the mean of RGB); src: HxW. Windows are
     (2*radius+1)^2, clipped at the image border. Returns HxW float32.
+
+    Kept instead of opencv-contrib's ``cv2.ximgproc.guidedFilter`` (3-7x faster): that one
+    reflects windows at the border instead of clipping them, which moved the refined
+    transmission by up to 0.017 and a DCP result by 48 dB PSNR (measured 2026-12 on a SOTS
+    outdoor image), so it is not He's filter at the border.
     """
     guide = np.asarray(guide, np.float64)
     if guide.ndim == 3:
