@@ -44,6 +44,9 @@ def unique_names(dehazers, specs):
 # folders it was trained on, and the key listing the scenes it held out of training.
 TRAINING_FOLDER_KEYS = ("trained_on", "real_hazy_without_gt")
 HELD_OUT_KEY = "validation_scenes_held_out"
+# Optional: {recorded folder: [scenes]} for folders that have gained scenes since the network was
+# trained (only the listed ones were seen; without it, every scene not held out counts as seen).
+TRAINED_SCENES_KEY = "trained_scenes"
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -89,6 +92,9 @@ def training_overlap(spec, folder, scenes):
             if _same_folder(folder, recorded):
                 held = set(_as_list(meta.get(HELD_OUT_KEY)))
                 seen = sorted(s for s in set(scenes) if s not in held)
+                trained = (meta.get(TRAINED_SCENES_KEY) or {}).get(recorded)
+                if trained is not None:
+                    seen = sorted(set(seen) & set(_as_list(trained)))
                 return (name, recorded, seen) if seen else None
     return None
 

@@ -368,6 +368,25 @@ def test_eval_warns_about_scenes_a_bundled_model_was_trained_on(tmp_path, monkey
     assert "warning:" not in capsys.readouterr().err  # only held-out scenes scored
 
 
+def test_eval_counts_only_the_recorded_trained_scenes(tmp_path, monkeypatch, capsys):
+    """A folder that gained scenes after training: only the record's trained_scenes warn."""
+    from keras_dehaze.models import AECRNet
+
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", str(tmp_path / "weights"))
+    folder = str(tmp_path / "mydata")
+    record = {"trained_on": [folder], "validation_scenes_held_out": ["1"], "trained_scenes": {folder: ["0"]}}
+    pretrained.export_pretrained(AECRNet(filters=4), "tiny", "aecrnet", {"filters": 4}, record)
+    for i in range(4):
+        clear = _photo(tmp_path / "mydata" / "hazy" / f"{i}.png", size=(24, 24), seed=i)
+        write_image(str(tmp_path / "mydata" / "GT" / f"{i}.png"), clear)
+    assert main(["eval", folder, "--model", "tiny", "-o", str(tmp_path / "res"), "--quiet", "--examples", "0"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "1 of the 4 scenes" in warnings[0] and "(0)" in warnings[0], warnings
+    assert main(["eval", folder, "--model", "tiny", "--scenes", "2,3", "-o", str(tmp_path / "res2"),
+                 "--quiet", "--examples", "0"]) == 0
+    assert "warning:" not in capsys.readouterr().err  # scenes added after training
+
+
 def test_eval_keeps_only_thumbnails_of_the_examples(tmp_path):
     from keras_dehaze.data import find_pairs
     from keras_dehaze.evaluation import evaluate_pairs
