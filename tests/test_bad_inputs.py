@@ -35,8 +35,8 @@ from PIL import Image
 
 from keras_dehaze.cli import main
 from keras_dehaze.data import read_image, write_image
+from tests import REPO as ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "training", "train.py")
 
 

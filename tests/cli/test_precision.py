@@ -13,8 +13,8 @@ import numpy as np
 from keras_dehaze import pretrained
 from keras_dehaze.cli import main
 from keras_dehaze.data import read_image, write_image
+from tests import REPO as ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLED_TFLITE = os.path.join(ROOT, "keras_dehaze", "weights", "aecrnet_default_int8.tflite")
 ENV = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
 

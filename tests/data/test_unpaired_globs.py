@@ -7,8 +7,8 @@ import pytest
 
 from keras_dehaze.data import DatasetError, write_image
 from keras_dehaze.data.unpaired import list_hazy
+from tests import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _touch(path):

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import shared_path
+from tests.conftest import shared_path
 from keras_dehaze.backend import keras, tf
 from keras_dehaze.config import ConfigError, load_config
 from keras_dehaze.data import read_image, write_image
@@ -21,7 +21,7 @@ from keras_dehaze.depth import pydnet as pd
 from keras_dehaze.models import AECRNet
 from keras_dehaze.trainers import RehazyTrainer
 from keras_dehaze.trainers import rehazy as rehazy_module
-from training_scripts import load_training_script
+from tests.training_scripts import load_training_script
 
 PYDNET = shared_path("weights", "depth", pd.PYDNET_FILE, env=pd.PYDNET_ENV)
 RGBD = shared_path("data", "depth", "rgbd")

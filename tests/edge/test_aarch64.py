@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from keras_dehaze import pretrained
+import tests
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(tests.REPO)
 SCRIPT = REPO / "edge" / "check_aarch64.sh"
 # The real hazy photo measured in docs/deployment.md (shared/ lies beside the repository).
 PHOTO = REPO.parent / "shared" / "data" / "real-hazy" / "BJ_Baidu_544.jpeg"

@@ -33,8 +33,9 @@ from keras_dehaze.edge.quantization import (
 )
 
 import tensorflow_model_optimization as tfmot  # noqa: E402  (after keras_dehaze.backend)
+import tests
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(tests.REPO)
 
 SIZE = 32
 ISLAND_OPS = {"FLOOR", "CAST", "DEQUANTIZE", "QUANTIZE"}  # the DCN's floor(offset) path only

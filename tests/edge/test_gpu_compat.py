@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from keras_dehaze.edge import flatbuffer, gpu_compat
+import tests
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(tests.REPO)
 EDGE = REPO / "edge"
 
 

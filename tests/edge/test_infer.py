@@ -22,8 +22,8 @@ import pytest
 from keras_dehaze import tiling
 from keras_dehaze.edge import runner
 from keras_dehaze.edge.tflite_dehazer import TFLiteDehazer
+from tests import REPO as ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INFER = os.path.join(ROOT, "edge", "infer.py")
 BENCHMARK = os.path.join(ROOT, "edge", "benchmark.py")
 SIZE = 32

@@ -27,8 +27,9 @@ import pytest
 
 from keras_dehaze import pretrained
 from keras_dehaze.edge import litert_gpu
+import tests
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(tests.REPO)
 INFER = REPO / "edge" / "infer.py"
 SIZE = 64  # lavapipe is a software rasteriser: keep GPU inputs small
 REQUIRE_GPU = os.environ.get("KERAS_DEHAZE_REQUIRE_GPU") == "1"
@@ -62,7 +63,7 @@ def _no_gpu(reason):
     pytest.skip(f"no GPU accelerator: {reason}")
 
 
-WORKER = REPO / "tests" / "litert_gpu_worker.py"
+WORKER = Path(__file__).resolve().parent / "litert_gpu_worker.py"
 
 
 def gpu_jobs(*jobs):

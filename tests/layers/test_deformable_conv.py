@@ -3,7 +3,7 @@ import pytest
 
 from keras_dehaze.backend import tf
 from keras_dehaze.layers import DeformableConv2D
-from layer_testing import run_layer_test
+from tests.layer_testing import run_layer_test
 
 
 def numpy_dcn(x, offsets, mask, kernel, bias):

@@ -3,7 +3,7 @@ import pytest
 
 from keras_dehaze.backend import tf
 from keras_dehaze.layers import AdaptiveMixup, ClipAtInference, CropLike, FABlock, PadToMultiple, ReflectionPad2D
-from layer_testing import run_layer_test
+from tests.layer_testing import run_layer_test
 
 
 def test_fa_block_contract_and_param_count():

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import shared_path
+from tests.conftest import shared_path
 from keras_dehaze.backend import tf
 from keras_dehaze.losses import ContrastiveRegularization, FeatureWeightsError, build_feature_extractor
 from keras_dehaze.losses import feature_extractors as fe

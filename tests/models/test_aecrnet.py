@@ -3,7 +3,7 @@ import pytest
 
 from keras_dehaze.backend import keras, tf
 from keras_dehaze.models import AECRNet, build_model
-from layer_testing import run_model_saving_test
+from tests.layer_testing import run_model_saving_test
 
 
 @pytest.fixture(scope="module")

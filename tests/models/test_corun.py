@@ -23,7 +23,7 @@ from keras_dehaze.layers.unfolding import SIGMOID_0_3
 from keras_dehaze.losses.corun_loss import CORUNLoss, rehaze
 from keras_dehaze.models import CORUN, CORUN_PRESETS, MODELS, build_model, corun_from_preset
 from keras_dehaze.physics import corun_haze
-from layer_testing import run_layer_test, run_model_saving_test
+from tests.layer_testing import run_layer_test, run_model_saving_test
 
 RNG = np.random.default_rng(0)
 

@@ -10,8 +10,8 @@ from keras_dehaze.layers import ChannelScale, DepthToSpace, ImageLayerNorm
 from keras_dehaze.models import LKDNet, build_model
 from keras_dehaze.zoo.lkdnet_weights import WeightConversionError, lkdnet_state_dict, load_lkdnet_state_dict
 from keras_dehaze.zoo.torch_checkpoint import load_state_dict, save_state_dict
-from lkdnet_reference import lkdnet_reference, random_lkdnet_state_dict
-from layer_testing import run_layer_test, run_model_saving_test
+from tests.lkdnet_reference import lkdnet_reference, random_lkdnet_state_dict
+from tests.layer_testing import run_layer_test, run_model_saving_test
 
 T_DEPTHS = (1, 1, 2, 1, 1)
 

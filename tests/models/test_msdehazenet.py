@@ -17,7 +17,7 @@ from keras_dehaze.layers import (
 from keras_dehaze.layers.dehazeformer import relative_positions, window_partition, window_reverse
 from keras_dehaze.models import MODELS, MSDehazeNet, build_model
 from keras_dehaze.models.complexity import count_macs
-from layer_testing import run_layer_test
+from tests.layer_testing import run_layer_test
 
 TINY = dict(widths=(8, 16, 16), num_blocks=(1, 1, 2, 1, 1), heads=2)
 

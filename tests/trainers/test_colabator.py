@@ -23,8 +23,9 @@ from keras_dehaze.pretrained_weights import PretrainedWeightsError, load_pretrai
 from keras_dehaze.trainers import TRAINERS
 from keras_dehaze.trainers.colabator import ColabatorTrainer
 from keras_dehaze.trainers.label_pool import INDEX_NAME, OptimalLabelPool
+from tests import REPO
 
-LABEL_POOL_FILE = os.path.join(os.path.dirname(__file__), "..", "keras_dehaze", "trainers", "label_pool.py")
+LABEL_POOL_FILE = os.path.join(REPO, "keras_dehaze", "trainers", "label_pool.py")
 
 
 def _toy(n=2, size=32, seed=0):

@@ -14,8 +14,8 @@ from keras_dehaze.models import CORUN, AECRNet
 from keras_dehaze.physics.corun_haze import random_corun_haze
 from keras_dehaze.trainers import TRAINERS
 from keras_dehaze.trainers.corun_pretrain import CORUNPretrainTrainer, NoTransmissionError, transmission_view
+from tests import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(stages=2, width=4, levels=1)  # 16 px inputs: any size works (padding to a multiple of 2)
 
 

@@ -12,8 +12,9 @@ import pytest
 from keras_dehaze.backend import keras, tf
 from keras_dehaze.config import ConfigError, load_config
 from keras_dehaze.trainers import DistillTrainer, PairedTrainer
+from tests import REPO as ROOT
+from tests.training.tiny_runs import make_paired_folder, summary_steps, train_args
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_student(seed=0):
@@ -109,7 +110,7 @@ from keras_dehaze.backend import keras, tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from keras_dehaze.trainers import DistillTrainer
-from test_distill import affine_teacher, batch, tiny_student
+from tests.trainers.test_distill import affine_teacher, batch, tiny_student
 
 hazy, clear = batch(n=4)
 data = (hazy, clear, tf.constant([1.0, 0.0, 1.0, 0.0]))
@@ -130,7 +131,7 @@ print("OK")
 
 
 def test_a_mirrored_step_on_two_cpus_equals_the_single_device_step():
-    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(__file__))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
     result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], capture_output=True, text=True, timeout=300,
                             env=env)
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
@@ -143,9 +144,6 @@ def _teacher_file(tmp_path):
 
 
 def test_training_run_resumes_after_a_kill(tmp_path):
-    from test_train_script import make_paired_folder
-    from test_fault_tolerance import summary_steps, train_args
-
     data = make_paired_folder(tmp_path / "pairs")
     hazy_only = str(tmp_path / "pairs" / "hazy")
     out = str(tmp_path / "run")
@@ -153,7 +151,7 @@ def test_training_run_resumes_after_a_kill(tmp_path):
         "--set", "trainer.name=distill", "--set", f"distill.teacher={_teacher_file(tmp_path)}",
         "--set", f"distill.hazy=[{hazy_only}]", "--set", "run.backup_every_steps=1"])
     cmd = [sys.executable, "-m", "keras_dehaze.cli", *args]
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 240
     log = os.path.join(out, "log.csv")

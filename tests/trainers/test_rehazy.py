@@ -15,8 +15,8 @@ from keras_dehaze.losses.semantic import ModelFileSemantic, build_semantic_encod
 from keras_dehaze.models import AECRNet, MSDehazeNet
 from keras_dehaze.physics import dcp, dcp_tf
 from keras_dehaze.trainers import TRAINERS, RehazyTrainer
+from tests import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_MS = dict(widths=(8, 16, 16), num_blocks=(1, 1, 1, 1, 1), heads=2)
 
 

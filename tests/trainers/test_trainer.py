@@ -169,7 +169,7 @@ def test_a_trainer_registered_elsewhere_runs_through_the_experiment(tmp_path, mo
     from keras_dehaze.experiment import run
     from keras_dehaze.trainers import base
     from keras_dehaze.trainers.common import average, capped_psnr, ssim
-    from test_train_script import make_paired_folder
+    from tests.training.tiny_runs import make_paired_folder
 
     monkeypatch.setattr(base, "TRAINERS", dict(base.TRAINERS))  # registrations end with the test
 

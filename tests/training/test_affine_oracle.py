@@ -4,7 +4,7 @@ import numpy as np
 
 from keras_dehaze.data import write_image
 from keras_dehaze.metrics.full_reference import psnr
-from training_scripts import load_training_script
+from tests.training_scripts import load_training_script
 
 
 def _script():

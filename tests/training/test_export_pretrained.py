@@ -1,7 +1,7 @@
 """training/export_pretrained.py: the record names the validation figures of the file it ships."""
 
 import pytest
-from training_scripts import load_training_script
+from tests.training_scripts import load_training_script
 
 
 def _script():

@@ -18,8 +18,6 @@ The random-kill test is slow (5 training processes: about 1.5 minutes); run it w
 ``python -m pytest -m slow tests/test_fault_tolerance.py``. The others run by default.
 """
 
-import csv
-import json
 import os
 import random
 import signal
@@ -31,23 +29,10 @@ import numpy as np
 import pytest
 
 from keras_dehaze.cli import main
-from test_train_script import epochs_logged, make_paired_folder  # shared tiny-run helpers
+from tests import REPO as ROOT
+from tests.training.tiny_runs import epochs_logged, make_paired_folder, summary_steps, train_args
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "training", "train.py")
-
-
-def train_args(data, out, epochs=2, steps=3, filters=4, extra=()):
-    """Arguments of `keras-dehaze train` for a tiny run (AE-CR-Net filters=4, crop 16, no CR)."""
-    return ["train", "--set", f"data.train={data}", "--set", "data.val_scenes=['03']", "--set", f"run.out_dir={out}",
-            "--set", f"model.args.filters={filters}", "--set", "data.crop_size=16", "--set", "data.batch_size=2",
-            "--set", f"optim.epochs={epochs}", "--set", f"optim.steps_per_epoch={steps}",
-            "--set", "trainer.cr_weight=0", "--set", "run.tensorboard=false", "--set", "run.verbose=0", *extra]
-
-
-def summary_steps(out):
-    with open(os.path.join(out, "summary.json")) as f:
-        return json.load(f)["steps"]
 
 
 def dehazer_weights(path):

@@ -11,8 +11,8 @@ from keras_dehaze import pretrained
 from keras_dehaze.cli import main
 from keras_dehaze.data import write_image
 from keras_dehaze.trainers.colabator import PretrainedWeightsError, load_pretrained_weights
+from tests import REPO as ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "training", "configs", "aecrnet_real_pairs.yaml")
 
 

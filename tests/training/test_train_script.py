@@ -1,28 +1,17 @@
 """End-to-end runs of training/train.py in subprocesses, including SIGKILL and resume."""
 
-import csv
 import os
 import signal
 import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
-from keras_dehaze.data import write_image
+from tests import REPO as ROOT
+from tests.training.tiny_runs import epochs_logged, make_paired_folder
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "training", "train.py")
-
-
-def make_paired_folder(root, n=4, size=24, seed=0):
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        clear = rng.uniform(0, 1, (size, size, 3))
-        write_image(str(root / "GT" / f"{i:02d}.png"), clear)
-        write_image(str(root / "hazy" / f"{i:02d}.png"), 0.6 * clear + 0.36)
-    return str(root)
 
 
 def command(data, out, epochs=6, extra=()):
@@ -33,14 +22,6 @@ def command(data, out, epochs=6, extra=()):
         "--set", f"optim.epochs={epochs}", "--set", "optim.steps_per_epoch=3", "--set", "trainer.cr_weight=0",
         "--set", "run.tensorboard=false", "--set", "run.verbose=2", *extra,
     ]
-
-
-def epochs_logged(out):
-    path = os.path.join(out, "log.csv")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
 def test_bad_config_key_fails_before_training(tmp_path):

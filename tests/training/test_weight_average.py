@@ -11,8 +11,8 @@ from keras_dehaze.backend import keras, tf
 from keras_dehaze.callbacks import WeightAverage
 from keras_dehaze.cli import main
 from keras_dehaze.config import ConfigError, load_config
-from test_fault_tolerance import train_args  # shared tiny-run helpers
-from test_train_script import make_paired_folder
+from tests import REPO
+from tests.training.tiny_runs import make_paired_folder, train_args
 
 MOMENTUM = 0.5  # large steps of the average, so a wrong order of swaps shows
 
@@ -145,7 +145,7 @@ from keras_dehaze.backend import keras, tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from keras_dehaze.callbacks import WeightAverage
-from test_weight_average import MOMENTUM, Recorder, assert_weights_close, numpy_average
+from tests.training.test_weight_average import MOMENTUM, Recorder, assert_weights_close, numpy_average
 
 x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
 y = np.random.default_rng(1).normal(size=(8, 2)).astype("float32")
@@ -170,7 +170,7 @@ def test_swaps_under_a_mirrored_strategy():
     import subprocess
     import sys
 
-    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(__file__))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
     result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], capture_output=True, text=True, timeout=300,
                             env=env)
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
