@@ -1,4 +1,4 @@
-"""LKD-Net: the Keras model, its layers, and the official-checkpoint converter."""
+"""LKD-Net: the Keras model and the official-checkpoint converter (its layers: tests/layers/test_lkd.py)."""
 
 import os
 
@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from keras_dehaze.backend import tf
-from keras_dehaze.layers import ChannelScale, DepthToSpace, ImageLayerNorm
+from keras_dehaze.layers import DepthToSpace
 from keras_dehaze.models import LKDNet, build_model
 from keras_dehaze.zoo.lkdnet_weights import WeightConversionError, lkdnet_state_dict, load_lkdnet_state_dict
 from keras_dehaze.zoo.torch_checkpoint import load_state_dict, save_state_dict
 from tests.lkdnet_reference import lkdnet_reference, random_lkdnet_state_dict
-from tests.layer_testing import run_layer_test, run_model_saving_test
+from tests.layer_testing import run_model_saving_test
 
 T_DEPTHS = (1, 1, 2, 1, 1)
 
@@ -104,25 +104,6 @@ def test_converter_lists_unknown_missing_and_misshaped_keys():
     assert "mis-shaped" in text and "layer1.blocks.0.DWConv.weight: checkpoint (24, 1, 3, 3), network needs (24, 1, 5, 5)" in text
     with pytest.raises(WeightConversionError, match="missing key"):  # an LKD-T checkpoint into LKD-S
         load_lkdnet_state_dict(LKDNet("s"), random_lkdnet_state_dict(T_DEPTHS))
-
-
-def test_layers_pass_the_shared_layer_checks():
-    x = tf.random.normal([2, 6, 7, 8])
-    run_layer_test(ImageLayerNorm(), x, expected_shape=(2, 6, 7, 8), expected_trainable_weights=2)
-    run_layer_test(ChannelScale(), x, expected_shape=(2, 6, 7, 8), expected_trainable_weights=1)
-    out = run_layer_test(DepthToSpace(2), x, expected_shape=(2, 12, 14, 2), expected_trainable_weights=0)
-    assert out.shape == (2, 12, 14, 2)
-
-
-def test_image_layer_norm_normalises_over_the_whole_image():
-    x = np.random.default_rng(0).normal(3.0, 2.0, (2, 5, 6, 4)).astype(np.float32)
-    layer = ImageLayerNorm(1e-5)
-    layer.build(x.shape)
-    layer.set_weights([np.array([1, 2, 3, 4], np.float32), np.array([0, 1, 0, -1], np.float32)])
-    mean = x.mean(axis=(1, 2, 3), keepdims=True)
-    std = np.sqrt(x.var(axis=(1, 2, 3), keepdims=True) + 1e-5)
-    expected = (x - mean) / std * np.array([1, 2, 3, 4]) + np.array([0, 1, 0, -1])
-    np.testing.assert_allclose(layer(x).numpy(), expected, atol=1e-5)
 
 
 def test_model_round_trips_config_and_keras_file(lkd_t, tmp_path):
