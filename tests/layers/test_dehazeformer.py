@@ -120,7 +120,14 @@ def test_dehazeformer_block_contract(conv_type, use_attn):
     c, heads, r = 16, 2, 2.0
     block = DehazeFormerBlock(c, heads, mlp_ratio=r, shift_size=4, conv_type=conv_type, use_attn=use_attn)
     x = tf.random.normal((1, 16, 16, c))
-    run_layer_test(block, x, expected_shape=(1, 16, 16, c))
+    # .keras and TFLite once, for the configuration MS-DehazeNet uses
+    run_layer_test(block, x, expected_shape=(1, 16, 16, c), export=conv_type == "DWConv" and use_attn)
     if conv_type == "DWConv" and use_attn:
         # RLN 6C, V/QK/proj 4C^2+4C, bias MLP 768+257h, DW 5x5 26C, MLP 2rC^2+(r+1)C
         assert block.count_params() == int((4 + 2 * r) * c * c + (37 + r) * c + 768 + 257 * heads)
+
+
+def test_rescale_norm_passes_the_shared_layer_checks():
+    x = tf.constant(_rng().normal(3, 2, (2, 4, 5, 8)).astype("float32"))
+    run_layer_test(RescaleNorm(), x, expected_shape=[(2, 4, 5, 8), (2, 1, 1, 8), (2, 1, 1, 8)],
+                   expected_trainable_weights=6)

@@ -43,3 +43,9 @@ def test_nafblock_contract_param_count_and_identity_at_init():
     block.beta.assign(tf.random.normal((c,)))
     block.gamma.assign(tf.random.normal((c,)))
     run_layer_test(block, x, expected_shape=(2, 7, 9, 16), expected_trainable_weights=18)
+
+
+def test_layer_norm_and_simple_gate_pass_the_shared_layer_checks():
+    x = tf.constant(_rng().normal(size=(1, 3, 4, 6)).astype("float32"))
+    run_layer_test(LayerNorm2D(), x, expected_shape=(1, 3, 4, 6), expected_trainable_weights=2)
+    run_layer_test(SimpleGate(), x, expected_shape=(1, 3, 4, 3), expected_trainable_weights=0)

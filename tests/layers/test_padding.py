@@ -5,6 +5,7 @@ import pytest
 
 from keras_dehaze.backend import tf
 from keras_dehaze.layers import ClipAtInference, CropLike, PadToMultiple, ReflectionPad2D
+from tests.layer_testing import run_layer_test
 
 
 @pytest.mark.parametrize("size", [(413, 550), (3, 5), (1, 1), (8, 12)])
@@ -36,3 +37,11 @@ def test_reflection_pad_and_clip():
     v = tf.constant([[-0.5, 0.5, 1.5]])
     np.testing.assert_array_equal(ClipAtInference()(v, training=False).numpy(), [[0, 0.5, 1]])
     np.testing.assert_array_equal(ClipAtInference()(v, training=True).numpy(), v.numpy())
+
+
+def test_padding_layers_pass_the_shared_layer_checks():
+    x = tf.random.uniform((1, 5, 7, 3), -0.5, 1.5)
+    run_layer_test(ReflectionPad2D(2), x, expected_shape=(1, 9, 11, 3), expected_trainable_weights=0)
+    padded = run_layer_test(PadToMultiple(4, min_size=12), x, expected_shape=(1, 12, 12, 3), expected_trainable_weights=0)
+    run_layer_test(CropLike(), [padded, x], expected_shape=(1, 5, 7, 3), expected_trainable_weights=0)
+    run_layer_test(ClipAtInference(), x, expected_shape=(1, 5, 7, 3), expected_trainable_weights=0)
