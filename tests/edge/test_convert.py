@@ -226,6 +226,33 @@ def test_fused_transpose_conv_relu_is_split_for_the_gpu(exports, images):
         np.testing.assert_array_equal(TFLiteModel(split)(x), TFLiteModel(exports["blobs"]["float32_fused"])(x))
 
 
+def test_convert_cli_float_exports_and_report(tiny, tmp_path):
+    """edge/convert.py without real images: float32 and float16 only, with the report. The fast
+    counterpart of the full run below (QAT, int8, evaluation: about 35 s, under -m slow)."""
+    ckpt = tmp_path / "tiny.keras"
+    tiny.save(str(ckpt))
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO / "edge" / "convert.py"), "--model", str(ckpt), "--out", str(out),
+           "--size", "30", "42"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "int8 skipped" in proc.stdout + proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert "GPU delegate" in (out / "report.md").read_text()
+    assert report["settings"]["int8_method"] == "skipped"
+    [export] = report["exports"]
+    assert export["size"] == [30, 42]  # not a multiple of 4: pad + crop
+    assert set(export["models"]) == {"float32", "float16"}
+    for m in export["models"].values():
+        assert (out / m["file"]).stat().st_size == m["bytes"] > 0
+        assert m["op_histogram"]["CONV_2D"] > 0 and m["non_builtin_ops"] == []
+        assert m["gpu"]["compatible"] and m["index_math"] == "float"
+    assert export["models"]["float32"]["rewrites"]["transpose_conv_activations_unfused"] == 2
+    assert report["checks"]["no non-builtin (Flex/custom) ops"]
+
+
+@pytest.mark.slow  # QAT, three conversions and an evaluation in a subprocess (about 35 s)
 def test_convert_cli_writes_report(tiny, data_dir, tmp_path):
     ckpt = tmp_path / "tiny.keras"
     tiny.save(str(ckpt))

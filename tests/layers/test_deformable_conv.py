@@ -91,7 +91,9 @@ def test_zero_offsets_and_initial_mask_equal_half_a_plain_conv():
     np.testing.assert_allclose(y.numpy(), 0.5 * plain.numpy() + 0.5 * layer.bias.numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("sampler", ["gather", "shift"])
+# The shift sampler's Jacobian takes about 15 s (its backward graph is large): -m slow. Its forward
+# against the reference and its gradient flow (run_layer_test) stay in the default run.
+@pytest.mark.parametrize("sampler", ["gather", pytest.param("shift", marks=pytest.mark.slow)])
 def test_gradients_match_float64_numerical_jacobian(sampler):
     rng = np.random.default_rng(3)
     layer = _layer_with_offsets(rng, channels=2, filters=2, sampler=sampler, scale=1.5, dtype="float64")

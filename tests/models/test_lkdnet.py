@@ -161,6 +161,7 @@ def _mean_psnr(model, pairs):
     return float(np.mean(values))
 
 
+@pytest.mark.slow  # real-data accuracy: 10 SOTS-indoor images through LKD-S (about 20 s)
 def test_official_its_preset_reproduces_published_quality_indoors(data_dir):
     from keras_dehaze import pretrained
 
@@ -171,6 +172,7 @@ def test_official_its_preset_reproduces_published_quality_indoors(data_dir):
     assert _mean_psnr(pretrained.load_pretrained("lkdnet_s_its"), _pairs(folder, names)) >= 36.5
 
 
+@pytest.mark.slow  # real-data accuracy: 20 SOTS-outdoor images through LKD-S (about 30 s)
 def test_official_ots_preset_reproduces_published_quality_outdoors(data_dir):
     from keras_dehaze import pretrained
 

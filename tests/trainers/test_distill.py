@@ -143,6 +143,23 @@ def _teacher_file(tmp_path):
     return path
 
 
+def test_training_run_logs_the_teacher_and_the_agreement(tmp_path):
+    """A distill run through `keras-dehaze train` (in this process): the fast counterpart of the
+    kill-and-resume run below, which is under -m slow."""
+    from keras_dehaze.cli import main
+
+    data = make_paired_folder(tmp_path / "pairs")
+    out = str(tmp_path / "run")
+    assert main(train_args(data, out, epochs=1, steps=2, extra=[
+        "--set", "trainer.name=distill", "--set", f"distill.teacher={_teacher_file(tmp_path)}",
+        "--set", f"distill.hazy=[{tmp_path / 'pairs' / 'hazy'}]"])) == 0
+    assert summary_steps(out) == 2
+    with open(os.path.join(out, "log.csv")) as f:
+        header = f.readline()
+    assert "val_teacher_psnr" in header and "val_agreement_psnr" in header
+
+
+@pytest.mark.slow  # two training processes, one killed (about 17 s)
 def test_training_run_resumes_after_a_kill(tmp_path):
     data = make_paired_folder(tmp_path / "pairs")
     hazy_only = str(tmp_path / "pairs" / "hazy")

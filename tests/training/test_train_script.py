@@ -1,4 +1,8 @@
-"""End-to-end runs of training/train.py in subprocesses, including SIGKILL and resume."""
+"""End-to-end runs of training/train.py in subprocesses, including SIGKILL and resume.
+
+The kill-and-resume run (two training processes, about 15 s) is under -m slow; the default run
+kills and resumes a run in tests/training/test_fault_tolerance.py
+(test_kill_during_a_checkpoint_write_leaves_a_loadable_latest_and_resumes)."""
 
 import os
 import signal
@@ -29,6 +33,7 @@ def test_bad_config_key_fails_before_training(tmp_path):
     assert result.returncode == 2 and "optim.lrr" in result.stderr
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_last_epoch(tmp_path):
     data = make_paired_folder(tmp_path / "data")
     out = str(tmp_path / "run")
