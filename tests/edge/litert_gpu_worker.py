@@ -1,10 +1,10 @@
 """Runs .tflite files on LiteRT's GPU accelerator and on the CPU interpreter; prints JSON.
 
-Started by tests/test_litert_gpu.py in a SEPARATE process in which TensorFlow cannot be imported:
+Started by tests/edge/test_litert_gpu.py in a SEPARATE process in which TensorFlow cannot be imported:
 after the TFLite converter has run in a process, creating a WebGPU model on lavapipe there
 crashes it (segmentation fault; both carry LLVM). A device has no TensorFlow either.
 
-    python tests/litert_gpu_worker.py JOBS_JSON
+    python tests/edge/litert_gpu_worker.py JOBS_JSON
 
 JOBS_JSON: a list of {"path", "enforce_f32", "allow_partial", "seed"}. Output (last line of
 stdout): a list of {"ok", "error_type", "error", "unsupported_ops", "fully_accelerated",

@@ -4,7 +4,7 @@ The full check builds an arm64 Debian bookworm root with debootstrap under qemu-
 (~4-10 min, cached), downloads aarch64 wheels and runs edge/infer.py with every bundled int8
 model on a photo (~9 min per run emulated), so it is marked slow:
 
-    python -m pytest -m slow tests/test_aarch64.py
+    python -m pytest -m slow tests/edge/test_aarch64.py
 
 Set KERAS_DEHAZE_AARCH64_CACHE to a folder to keep the arm64 root between runs.
 """

@@ -233,7 +233,7 @@ print(json.dumps({{
 
 
 def test_classic_and_webgpu_verdicts_are_labelled_and_differ_where_measured(models):
-    """Executed on LiteRT's WebGPU accelerator (tests/test_litert_gpu.py):
+    """Executed on LiteRT's WebGPU accelerator (tests/edge/test_litert_gpu.py):
     TOPK_V2 and a 2-D STRIDED_SLICE run fully on it; GATHER_ND and a shrink-axis STRIDED_SLICE
     are refused. The classic OpenCL/GL delegate rules reject all four."""
     expected_webgpu = {"topk": True, "slice_2d": True, "gather_nd": False, "slice_shrink": False,

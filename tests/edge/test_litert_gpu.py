@@ -13,7 +13,7 @@ Where no Vulkan adapter exists these tests skip, naming the reason; with
 KERAS_DEHAZE_REQUIRE_GPU=1 (set by .ci/run) a missing adapter FAILS them instead.
 
 Everything that touches the GPU accelerator runs in a subprocess without TensorFlow
-(tests/litert_gpu_worker.py, edge/infer.py): once the TFLite converter has run in a process
+(tests/edge/litert_gpu_worker.py, edge/infer.py): once the TFLite converter has run in a process
 (the fixtures below convert in this one), creating a WebGPU model on lavapipe there crashes it
 with a segmentation fault.
 """
@@ -70,7 +70,7 @@ WORKER = Path(__file__).resolve().parent / "litert_gpu_worker.py"
 
 
 def gpu_jobs(*jobs):
-    """Runs jobs ({"path", "enforce_f32", "allow_partial"}) in tests/litert_gpu_worker.py, a
+    """Runs jobs ({"path", "enforce_f32", "allow_partial"}) in tests/edge/litert_gpu_worker.py, a
     process without TensorFlow; returns its result dicts."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     jobs = [dict(job, path=str(job["path"])) for job in jobs]

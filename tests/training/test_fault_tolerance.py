@@ -15,7 +15,7 @@ step-level backups):
   steps. The weights agree only up to the first kill; the test prints how far they end apart.
 
 The random-kill test is slow (5 training processes: about 1.5 minutes); run it with
-``python -m pytest -m slow tests/test_fault_tolerance.py``. The others run by default.
+``python -m pytest -m slow tests/training/test_fault_tolerance.py``. The others run by default.
 """
 
 import os

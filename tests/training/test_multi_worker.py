@@ -3,7 +3,7 @@
 Slow (two TensorFlow processes that synchronise every step: about 1-2 minutes on 2 CPU cores);
 run it with
 
-    python -m pytest -m slow tests/test_multi_worker.py
+    python -m pytest -m slow tests/training/test_multi_worker.py
 
 Each worker gets TF_CONFIG = {"cluster": {"worker": ["127.0.0.1:<p0>", "127.0.0.1:<p1>"]},
 "task": {"type": "worker", "index": k}} (free ports picked by binding port 0; only 127.0.0.1 is
