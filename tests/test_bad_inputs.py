@@ -4,22 +4,22 @@ repeated:
 
 | row | covered by |
 | --- | --- |
-| truncated PNG/JPEG, zero-byte file, text file named .png: read_image | tests/test_image_io.py::test_error_truncated_png_and_jpeg, ::test_error_zero_byte, ::test_error_text_named_png, ::test_error_corrupt_png_body |
-| the same files given to `keras-dehaze dehaze`: reported, skipped, the rest written | test_dehaze_cli_skips_broken_files_and_writes_the_rest (+ tests/test_cli.py::test_one_bad_file_is_reported_and_skipped) |
-| 16-bit PNG, grayscale, RGBA, CMYK JPEG: work (converted to RGB) | test_dehaze_cli_converts_16bit_gray_rgba_cmyk (+ tests/test_image_io.py::test_png_16bit_rgb_and_gray, ::test_gray_replicated, ::test_rgba_alpha_dropped_not_composited, ::test_jpeg_rgb_gray_and_cmyk) |
+| truncated PNG/JPEG, zero-byte file, text file named .png: read_image | tests/data/test_image_io.py::test_error_truncated_png_and_jpeg, ::test_error_zero_byte, ::test_error_text_named_png, ::test_error_corrupt_png_body |
+| the same files given to `keras-dehaze dehaze`: reported, skipped, the rest written | test_dehaze_cli_skips_broken_files_and_writes_the_rest (+ tests/cli/test_cli.py::test_one_bad_file_is_reported_and_skipped) |
+| 16-bit PNG, grayscale, RGBA, CMYK JPEG: work (converted to RGB) | test_dehaze_cli_converts_16bit_gray_rgba_cmyk (+ tests/data/test_image_io.py::test_png_16bit_rgb_and_gray, ::test_gray_replicated, ::test_rgba_alpha_dropped_not_composited, ::test_jpeg_rgb_gray_and_cmyk) |
 | a 1x1 image: works | test_one_pixel_image_keras_and_tflite |
 | a 12000x9000 image: tiled, bounded memory (slow) | test_huge_image_tiled_with_bounded_memory[keras], [tflite_int8]; test_integer_output_rows_equal_the_float_path |
-| hazy image without its GT; empty dataset folder | tests/test_data.py::test_missing_gt_is_an_error_listing_files, ::test_empty_and_missing_and_unknown (find_pairs); test_train_exits_2_on_dataset_errors (train.py / CLI: "error: ...", exit 2, no traceback) |
-| config: unknown key, wrong type | tests/test_config.py::test_unknown_key_is_named, ::test_wrong_type_is_named; tests/test_train_script.py::test_bad_config_key_fails_before_training; test_unknown_model_or_bad_model_args_is_a_config_error |
-| resuming a run dir whose backup is of another architecture | tests/test_fault_tolerance.py::test_backup_of_another_architecture_is_refused, ::test_backup_that_fits_only_partly_is_refused_not_silently_half_restored |
+| hazy image without its GT; empty dataset folder | tests/data/test_pairing.py::test_missing_gt_is_an_error_listing_files, ::test_empty_and_missing_and_unknown (find_pairs); test_train_exits_2_on_dataset_errors (train.py / CLI: "error: ...", exit 2, no traceback) |
+| config: unknown key, wrong type | tests/test_config.py::test_unknown_key_is_named, ::test_wrong_type_is_named; tests/training/test_train_script.py::test_bad_config_key_fails_before_training; test_unknown_model_or_bad_model_args_is_a_config_error |
+| resuming a run dir whose backup is of another architecture | tests/training/test_fault_tolerance.py::test_backup_of_another_architecture_is_refused, ::test_backup_that_fits_only_partly_is_refused_not_silently_half_restored |
 | a .keras of another architecture as `--model`: works | test_keras_file_of_another_architecture_works_as_model |
-| pretrained weights (model.pretrained) of another architecture | test_pretrained_of_another_architecture_is_a_clear_error (+ tests/test_colabator.py::test_load_pretrained_weights_checks_file_and_architecture) |
-| a corrupted checkpoint (.keras; training backup) | test_corrupt_and_missing_model_files; tests/test_fault_tolerance.py::test_corrupt_backup_is_a_clear_error_and_nothing_is_overwritten |
-| a missing weights file | test_corrupt_and_missing_model_files (+ tests/test_cli.py::test_model_errors_are_clear, ::test_bundled_weights_round_trip) |
+| pretrained weights (model.pretrained) of another architecture | test_pretrained_of_another_architecture_is_a_clear_error (+ tests/trainers/test_colabator.py::test_load_pretrained_weights_checks_file_and_architecture) |
+| a corrupted checkpoint (.keras; training backup) | test_corrupt_and_missing_model_files; tests/training/test_fault_tolerance.py::test_corrupt_backup_is_a_clear_error_and_nothing_is_overwritten |
+| a missing weights file | test_corrupt_and_missing_model_files (+ tests/cli/test_cli.py::test_model_errors_are_clear, ::test_bundled_weights_round_trip) |
 | a .tflite with 2 inputs or 1 channel | test_tflite_with_unexpected_signature |
 | an int8 .tflite the XNNPACK delegate refuses | test_int8_model_refused_by_xnnpack_runs_with_builtin_kernels |
 | NaN in the loss | test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint, test_nan_weights_with_a_finite_loss_are_never_checkpointed |
-| an output directory that cannot be created | test_output_dir_that_cannot_be_created (+ tests/test_image_io.py::test_write_errors) |
+| an output directory that cannot be created | test_output_dir_that_cannot_be_created (+ tests/data/test_image_io.py::test_write_errors) |
 | a model file with untrusted content (Lambda layer) | test_lambda_layer_model_is_refused |
 """
 
@@ -35,8 +35,8 @@ from PIL import Image
 
 from keras_dehaze.cli import main
 from keras_dehaze.data import read_image, write_image
+from tests import REPO as ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "training", "train.py")
 
 

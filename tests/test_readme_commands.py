@@ -32,7 +32,8 @@ import cv2
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO as ROOT
+
 README = os.path.join(ROOT, "README.md")
 SHELL_LANGS = {"bash", "sh", "shell", "console"}
 MARKER = re.compile(r"<!--\s*readme-test:\s*(skip|slow)\s*\((.*?)\)\s*-->")

@@ -14,7 +14,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO as ROOT
+
 TILING_PATH = os.path.join(ROOT, "keras_dehaze", "tiling.py")
 
 _spec = importlib.util.spec_from_file_location("_test_tiling_module", TILING_PATH)
