@@ -112,7 +112,7 @@ def build_parser():
                              "and use more memory")
     dehaze.add_argument("--work-megapixels", type=_megapixels, default=DEFAULT_WORK_PIXELS / 1e6, metavar="MP",
                         help=f"networks see the whole photo downscaled to at most MP megapixels (default "
-                             f"{DEFAULT_WORK_PIXELS / 1e6:g}; photos up to 1.5x that run as they are); the result is carried "
+                             f"{DEFAULT_WORK_PIXELS / 1e6:g}; photos up to 1.7x that run as they are); the result is carried "
                              "to full size by guided upsampling, which keeps the photo's detail. 0: run the "
                              "network at full resolution (slow; large photos in tiles). Not used by dcp/identity")
     dehaze.add_argument("--bit-depth", choices=("8", "16", "auto"), default="8",

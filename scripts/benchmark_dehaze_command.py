@@ -70,7 +70,8 @@ def main(argv=None):
     parser.add_argument("--extra", default="", help="more options for every command, one string")
     args = parser.parse_args(argv)
 
-    exe = shutil.which("keras-dehaze") or "keras-dehaze"
+    beside = os.path.join(os.path.dirname(sys.executable), "keras-dehaze")  # an unactivated venv
+    exe = beside if os.path.isfile(beside) else shutil.which("keras-dehaze") or "keras-dehaze"
     folder = tempfile.mkdtemp(prefix="kd_bench_")
     try:
         print("| model | precision | photo | wall | peak RSS | load avg | exit |")

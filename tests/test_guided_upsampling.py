@@ -126,6 +126,6 @@ def test_guided_dehazer_runs_the_network_once_on_the_whole_working_image():
 def test_guided_dehazer_passes_small_photos_through():
     hazy = np.full((100, 120, 3), 0.5, np.float32)
     inner = _FakeDehazer()
-    out = gu.GuidedDehazer(inner, max_pixels=10_000)(hazy)  # 12,000 px <= 1.5 x 10,000
+    out = gu.GuidedDehazer(inner, max_pixels=10_000)(hazy)  # 12,000 px <= AS_IS_FACTOR x 10,000
     assert inner.sizes == [(100, 120)]
     np.testing.assert_allclose(out, (0.5 - 0.1) / 0.8, atol=1e-6)

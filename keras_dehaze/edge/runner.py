@@ -117,8 +117,8 @@ def build_parser():
                         "memory with LKD-Net); larger runs are faster and use more memory")
     p.add_argument("--work-megapixels", type=float, default=None, metavar="MP",
                    help="run the network on the whole photo downscaled to at most MP megapixels "
-                        "and carry the result to full size by guided upsampling (default 0.2; "
-                        "photos up to 1.5x that run as they are); 0: the network at full resolution (tiles "
+                        "and carry the result to full size by guided upsampling (default 0.18; "
+                        "photos up to 1.7x that run as they are); 0: the network at full resolution (tiles "
                         "when large)")
     p.add_argument("--no-resize", dest="resize", action="store_false",
                    help="run fixed-size models only at their own size (tiles), never resized "
