@@ -95,6 +95,8 @@ MIRRORED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a second process building HED-VGG16 twice (about 15 s); the default run checks
+# the mirrored step of the distill trainer and of the weight average (test_distill, test_weight_average)
 def test_one_step_under_mirrored_strategy_equals_single_device_step():
     """2 logical CPUs (configured before TF starts, hence a subprocess). SGD, not Adam: Adam's
     normalisation would hide a gradient scaled by the number of replicas."""
