@@ -89,14 +89,17 @@ def exports(tiny, data_dir):
     float_model = rebuild_fixed(tiny, SIZE, SIZE, index_math="float")
     qat_fixed = export_copy(qat, tiny, SIZE, SIZE, index_math="int")
     rep = random_crops([p.hazy for p in pairs], (SIZE, SIZE), 8)
+    # convert() with gpu_rewrite (the default) is this conversion followed by the rewrite: one
+    # conversion gives both (the default path itself: test_convert_cli_float_exports_and_report).
+    fused = convert(float_model, "float32", gpu_rewrite=False)
     blobs = {
-        "float32": convert(float_model, "float32"),
+        "float32": unfuse_transpose_conv_activation(fused)[0],
         "float16": convert(float_model, "float16"),
         "int8": convert(qat_fixed, "int8", representative=rep),
         "int8_ptq_float_io": convert(rebuild_fixed(tiny, SIZE, SIZE, index_math="int"), "int8",
                                      representative=rep, int8_io=False),
     }
-    blobs["float32_fused"] = convert(float_model, "float32", gpu_rewrite=False)
+    blobs["float32_fused"] = fused
     return {"blobs": blobs, "float_model": float_model, "qat": qat_fixed, "losses": losses,
             "infos": {k: flatbuffer.load_model_info(b) for k, b in blobs.items()}}
 

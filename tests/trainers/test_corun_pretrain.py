@@ -160,6 +160,15 @@ def test_corun_config_section_round_trip_and_unknown_key():
         load_config(overrides=["corun.degrade=maybe"])
 
 
+def test_experiment_run_without_clean_images_is_a_config_error(tmp_path):
+    from keras_dehaze.experiment import run
+
+    empty = load_config(overrides=["trainer.name=corun_pretrain", "model.name=corun", f"run.out_dir={tmp_path / 'run2'}"])
+    with pytest.raises(ConfigError, match="corun_pretrain needs clean images with depth: set corun.clean"):
+        run(empty)
+
+
+@pytest.mark.slow  # a CORUN training run with validation and checkpoints (about 15 s)
 def test_experiment_run_end_to_end_writes_loadable_single_output_checkpoints(tmp_path):
     from keras_dehaze.experiment import run
     from keras_dehaze.inference import load_dehazer
