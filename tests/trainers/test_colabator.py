@@ -232,12 +232,17 @@ def test_train_step_reduces_the_loss_on_a_toy_problem():
     trainer = ColabatorTrainer(AECRNet(filters=4, global_residual=True), None, ema_rate=0.99)
     trainer.compile(optimizer=keras.optimizers.Adam(3e-3))
     data = tf.data.Dataset.from_tensors(((hazy, clear), _real_batch(real_hazy, real_clear))).repeat()
+    # The logged pseudo L1 is taken on random RandAugment views (epoch means varied 0.15-0.23 on
+    # CI), so measure it on one fixed, unaugmented view before and after training.
+    fixed_view = dict(_real_batch(real_hazy, real_clear), strong=real_hazy)
+    pseudo_before = float(tf.reduce_mean(trainer.per_example_losses(fixed_view, training=False)[1]))
     history = trainer.fit(data, epochs=6, steps_per_epoch=5, verbose=0).history
     assert set(history) >= {"loss", "sup_l1", "pseudo_l1", "cr"}
     # The strong view's RandAugment makes single epochs noisy (one run: 0.17 then 0.23): compare
     # the mean of the last three epochs (30-35% below the first in repeated runs).
     assert np.mean(history["loss"][-3:]) < 0.85 * history["loss"][0]
-    assert history["pseudo_l1"][-1] < history["pseudo_l1"][0]
+    pseudo_after = float(tf.reduce_mean(trainer.per_example_losses(fixed_view, training=False)[1]))
+    assert pseudo_after < 0.8 * pseudo_before
 
 
 class _ImprovingDensity:
