@@ -192,7 +192,10 @@ class GuidedDehazer:
             self.last_plan = getattr(self.dehazer, "last_plan", None)
         else:
             def run(small):
-                if isinstance(getattr(self.dehazer, "tile", None), int):  # Keras: one tile
+                # A Keras network with image-wide statistics runs as one tile (its tile side
+                # is raised for this run); others keep their own tiles.
+                if getattr(self.dehazer, "image_wide_statistics", False) and \
+                        isinstance(getattr(self.dehazer, "tile", None), int):
                     saved, self.dehazer.tile = self.dehazer.tile, max(self.dehazer.tile, *small.shape[:2])
                     try:
                         return self.dehazer(small, dtype=np.float32)

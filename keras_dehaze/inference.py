@@ -147,6 +147,9 @@ class KerasDehazer:
 
         self.model, self.name = model, name or model.name
         self.tile, self.overlap, self.multiple = tile, overlap, multiple
+        # Tiles change what such a network computes: GuidedDehazer runs it whole at its working
+        # resolution (AE-CR-Net keeps its tiles there: 0.65 GB less for a whole 0.18 MP run).
+        self.image_wide_statistics = has_image_wide_statistics(model)
         self._fn = tf.function(
             lambda x: self._first(model(x, training=False)),
             input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)],
@@ -294,7 +297,11 @@ def load_dehazer(spec=None, threads=None, tile=None, precision="float", accelera
     return KerasDehazer(model, name=name, tile=tile or default_tile(model))
 
 
+def has_image_wide_statistics(model):
+    """True for networks that normalise over the whole image (LKD-Net's ImageLayerNorm)."""
+    return any(type(layer).__name__ == "ImageLayerNorm" for layer in model.layers)
+
+
 def default_tile(model):
     """Tile side for a Keras network: larger for networks with image-wide statistics."""
-    image_wide = any(type(layer).__name__ == "ImageLayerNorm" for layer in model.layers)
-    return GLOBAL_STATS_TILE if image_wide else DEFAULT_TILE
+    return GLOBAL_STATS_TILE if has_image_wide_statistics(model) else DEFAULT_TILE

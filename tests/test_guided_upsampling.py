@@ -123,6 +123,28 @@ def test_guided_dehazer_runs_the_network_once_on_the_whole_working_image():
     assert _psnr(out / 255.0, clean) > 40.0
 
 
+class _TiledFakeDehazer(_FakeDehazer):
+    """A Keras-like dehazer: ``tile`` side and whether its network has image-wide statistics."""
+
+    def __init__(self, image_wide_statistics):
+        super().__init__()
+        self.tile, self.image_wide_statistics, self.tiles_seen = 32, image_wide_statistics, []
+
+    def __call__(self, image, dtype=np.float32, progress=None):
+        self.tiles_seen.append(self.tile)
+        return super().__call__(image, dtype, progress)
+
+
+@pytest.mark.parametrize("image_wide", [True, False])
+def test_only_networks_with_image_wide_statistics_run_as_one_tile(image_wide):
+    hazy = np.full((300, 400, 3), 0.5, np.float32)
+    inner = _TiledFakeDehazer(image_wide)
+    gu.GuidedDehazer(inner, max_pixels=12_000)(hazy)
+    (h, w), = inner.sizes
+    assert inner.tiles_seen == [max(32, h, w) if image_wide else 32]
+    assert inner.tile == 32  # restored after the run
+
+
 def test_guided_dehazer_passes_small_photos_through():
     hazy = np.full((100, 120, 3), 0.5, np.float32)
     inner = _FakeDehazer()
