@@ -101,7 +101,7 @@ Every report is labelled with its backend ("classic OpenCL/GL delegate rules: ..
 
 Both are static estimates. The check that counts is the executed one: compile the model on the
 accelerator GPU-only and run it (``keras_dehaze.edge.litert_gpu.compile_on_gpu``, which refuses
-partial acceleration; ``edge/infer.py --accelerator gpu``; tests/test_litert_gpu.py).
+partial acceleration; ``edge/infer.py --accelerator gpu``; tests/edge/test_litert_gpu.py).
 
 CLI::
 

@@ -25,7 +25,7 @@ then, in that folder::
     python -m keras_dehaze.edge.runner --model model_int8.tflite photos/ -o dehazed/ --threads 4
 
 Nothing else of the package is needed, and none of these modules imports TensorFlow
-(tests/test_edge_infer.py checks both).
+(tests/edge/test_infer.py checks both).
 """
 
 import argparse

@@ -5,7 +5,7 @@ J clear scene, T transmission) and alternates, per stage k, a closed-form update
 of J, each followed by a learned proximal network (``CPMM``). The closed-form updates are
 these layers; each has one learnable step weight lambda per stage.
 
-What each step minimises (checked numerically in tests/test_corun.py), per pixel, with
+What each step minimises (checked numerically in tests/layers/test_unfolding.py), per pixel, with
 u_c = 1 - J^_{k-1}^c:
 
 - TGDM: ``T^_k = argmin_T sum_c (1/u_c) [((1 - P^c) - T u_c)^2 + lam_t (T - T_{k-1})^2]``

@@ -13,7 +13,7 @@ from keras_dehaze.layers import (
 from keras_dehaze.layers.unfolding import SIGMOID_0_3
 
 # Presets as data (keras-hub style): builder arguments + metadata. Parameter counts are
-# asserted in tests/test_corun.py.
+# asserted in tests/models/test_corun.py.
 CORUN_PRESETS = {
     "corun": {
         "config": dict(stages=4, width=30, levels=3, num_blocks=1, ffn_expansion=4, name="corun"),
