@@ -132,8 +132,9 @@ class RehazyConfig:
     clean_only_steps: int = 0  # optimizer steps before the hazy branch starts (paper 3e5)
     w_depth: float = 0.01
     w_sem: float = 0.01
-    # "dcp_prior", "pydnet" (PyDNet++ .tflite from $KERAS_DEHAZE_PYDNET or ~/.keras/models/; not
-    # differentiable: d0 of rehazy generation only), a depth-model path (SavedModel/.keras/.tflite) or "none"
+    # "dcp_prior", "pydnet" (PyDNet++ .tflite from $KERAS_DEHAZE_PYDNET or ~/.keras/models/, or its
+    # path: replayed in TF ops, so differentiable: depth term and d0; with depth_loss "never" run by
+    # LiteRT for d0 only), a depth-model path (SavedModel/.keras/.tflite) or "none"
     depth: str = "dcp_prior"
     depth_loss: str = "auto"  # "auto" (on for depth networks, off for the DCP prior), "always", "never"
     depth_output: str = "depth"  # the model predicts "depth" or "disparity" (Depth Anything)

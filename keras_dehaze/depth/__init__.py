@@ -8,6 +8,8 @@ farther), with ``differentiable``, ``haze_invariant``, ``name`` and ``describe()
 - `PyDNetDepth` ("pydnet", or the path of ``pydnet_plus_plus.tflite``): the PyDNet++ mobile
   depth network run by LiteRT (`keras_dehaze.depth.pydnet`); a learned scene depth, not
   differentiable. `PyDNetTFLite` is its numpy-only runner (no TensorFlow needed).
+  `PyDNetGraphDepth` (``differentiable=True``): the same file replayed with TF ops
+  (`keras_dehaze.depth.tflite_graph`), differentiable.
 - `ModelFileDepth` (a path): a user-supplied pretrained network (SavedModel / .keras / .tflite),
   e.g. an exported Depth Anything V2; differentiable except for .tflite.
 - dataset depth for the clean branch: `clean_depth_pairs` (RGB-D, Middlebury, SOTS pairs).
@@ -25,7 +27,7 @@ import importlib
 
 from keras_dehaze.depth.base import DepthEstimator, normalize_depth
 from keras_dehaze.depth.dataset import clean_depth_pairs, middlebury_depth, rgbd_depth
-from keras_dehaze.depth.pydnet import PyDNetDepth, PyDNetError, PyDNetTFLite, is_pydnet_file
+from keras_dehaze.depth.pydnet import PyDNetDepth, PyDNetError, PyDNetGraphDepth, PyDNetTFLite, is_pydnet_file
 
 OFF = ("", "none", "off")
 PYDNET = "pydnet"
@@ -41,14 +43,15 @@ def __getattr__(name):
 
 
 def build_depth_estimator(spec="dcp_prior", output="depth", input_size=None, mean=None, std=None,
-                          channels_first=False):
+                          channels_first=False, differentiable=False):
     """"dcp_prior" -> `DCPPriorDepth`; "none"/"" -> None; "pydnet" -> `PyDNetDepth` (file from
     ``$KERAS_DEHAZE_PYDNET`` or ~/.keras/models/); anything else is a model-file path, and a
     ``.tflite`` recognised as PyDNet++ (by its input and output tensors) gets `PyDNetDepth`.
 
     The preprocessing arguments apply to generic model files only (see `ModelFileDepth`);
     `output` also applies to PyDNet++ ("depth": raw output read as depth, the measured
-    orientation; "disparity": flipped).
+    orientation; "disparity": flipped). ``differentiable=True`` gives PyDNet++ as
+    `PyDNetGraphDepth` (replayed with TF ops) instead of LiteRT; other specs are unchanged.
     """
     if spec is None or str(spec).lower() in OFF:
         return None
@@ -56,10 +59,11 @@ def build_depth_estimator(spec="dcp_prior", output="depth", input_size=None, mea
         from keras_dehaze.depth.prior import DCPPriorDepth
 
         return DCPPriorDepth()
+    pydnet = PyDNetGraphDepth if differentiable else PyDNetDepth
     if str(spec).lower() == PYDNET:
-        return PyDNetDepth(None, output=output)
+        return pydnet(None, output=output)
     if is_pydnet_file(spec) and not (input_size or mean or std or channels_first):
-        return PyDNetDepth(spec, output=output)
+        return pydnet(spec, output=output)
     from keras_dehaze.depth.model_file import ModelFileDepth
 
     return ModelFileDepth(spec, output=output, input_size=input_size or None, mean=mean or None,
@@ -72,6 +76,7 @@ __all__ = [
     "ModelFileDepth",
     "PyDNetDepth",
     "PyDNetError",
+    "PyDNetGraphDepth",
     "PyDNetTFLite",
     "build_depth_estimator",
     "clean_depth_pairs",

@@ -1,4 +1,4 @@
-"""PyDNet++ (mobilePydnet) monocular depth from its TFLite file, run by LiteRT.
+"""PyDNet++ (mobilePydnet) monocular depth from its TFLite file, run by LiteRT or replayed in TF.
 
 Turns folders of clean photos without depth sensors into haze-synthesis material: the relative
 depth of each photo feeds ``I = J t + A (1 - t)``, ``t = exp(-beta d)`` (see
@@ -21,12 +21,22 @@ farther) by default (``output="depth"``); ``output="disparity"`` flips it. Its q
 a plain "farther towards the top row" reference +0.62); the 1/4 and 1/8 outputs do the same.
 Check it on your own photos before relying on it.
 
-Not differentiable (LiteRT runs outside the TF graph): it can give depth for haze synthesis and
-the d0 of rehazy generation, not the depth-consistency loss on a network output.
+Two runners: `PyDNetTFLite` / `PyDNetDepth` run the file with LiteRT (no TensorFlow needed; not
+differentiable: depth for haze synthesis and the d0 of rehazy generation), and `PyDNetGraphDepth`
+replays the same file with TensorFlow ops (`keras_dehaze.depth.tflite_graph`), differentiable, for
+the depth-consistency loss of the Rehazy trainer. The file stores 35 of its 39 convolution
+filters as int8 (dynamic-range quantization); LiteRT also rounds each of those convolutions'
+input activations to int8 on the fly, the replay keeps them float. That rounding is not small
+here (activations reach ~4600): on the 6 shared RGB-D frames the raw ``half`` outputs of the
+replay and of LiteRT's default (XNNPACK) path differ by mean |diff| 0.30-0.54, max 2.3-9.0, on
+outputs spanning ~5-240 (Spearman 0.97-0.98), LESS than LiteRT's own two CPU paths differ from
+each other (XNNPACK vs its builtin kernels: mean 0.47-1.03, max 9.6-20.0, Spearman 0.87-0.96).
+Agreement with sensor depth is about the same (Spearman +0.36..+0.63 vs +0.39..+0.62).
 
 Example:
     >>> net = PyDNetTFLite("/weights/pydnet_plus_plus.tflite")  # doctest: +SKIP
     >>> d = net.depth(read_image("photo.jpg"))                  # HxW float32 in [0, 1]
+    >>> d = PyDNetGraphDepth("/weights/pydnet_plus_plus.tflite")(batch)  # differentiable
 """
 
 import os
@@ -118,6 +128,26 @@ def normalize_relative(values, low=1.0, high=99.0):
     return np.clip((values - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0).astype(np.float32)
 
 
+def _check_choices(scale, output):
+    if scale not in PYDNET_OUTPUTS:
+        raise ValueError(f"scale must be one of {sorted(PYDNET_OUTPUTS)}, got {scale!r}")
+    if output not in OUTPUT_KINDS:
+        raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {output!r}")
+
+
+def _check_tensors(path, inputs, output_names):
+    """PyDNetError unless `inputs` ([(shape, dtype name)]) and `output_names` are PyDNet++'s."""
+    problems = []
+    if inputs != [((1, *PYDNET_INPUT_HW, 3), "float32")]:
+        problems.append(f"inputs {inputs}, want one float32 (1, {PYDNET_INPUT_HW[0]}, {PYDNET_INPUT_HW[1]}, 3)")
+    missing = [n for n in PYDNET_OUTPUTS.values() if n not in output_names]
+    if missing:
+        problems.append(f"outputs {sorted(output_names)}, missing {missing}")
+    if problems:
+        raise PyDNetError(f"{path!r} is not the PyDNet++ TFLite model: " + "; ".join(problems)
+                          + ". " + _how_to_give_file())
+
+
 class PyDNetTFLite:
     """PyDNet++ run by the LiteRT interpreter on numpy images (no TensorFlow needed).
 
@@ -134,25 +164,13 @@ class PyDNetTFLite:
     """
 
     def __init__(self, path=None, scale="half", output="depth", threads=None):
-        if scale not in PYDNET_OUTPUTS:
-            raise ValueError(f"scale must be one of {sorted(PYDNET_OUTPUTS)}, got {scale!r}")
-        if output not in OUTPUT_KINDS:
-            raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {output!r}")
+        _check_choices(scale, output)
         self.path = resolve_pydnet(path)
         self.scale, self.output = scale, output
         self._interp = _interpreter(self.path, threads)
         inputs = self._interp.get_input_details()
         outputs = {d["name"]: d for d in self._interp.get_output_details()}
-        problems = []
-        if len(inputs) != 1 or tuple(inputs[0]["shape"]) != (1, *PYDNET_INPUT_HW, 3) or inputs[0]["dtype"] != np.float32:
-            problems.append(f"inputs {[(tuple(d['shape']), d['dtype'].__name__) for d in inputs]}, "
-                            f"want one float32 (1, {PYDNET_INPUT_HW[0]}, {PYDNET_INPUT_HW[1]}, 3)")
-        missing = [n for n in PYDNET_OUTPUTS.values() if n not in outputs]
-        if missing:
-            problems.append(f"outputs {sorted(outputs)}, missing {missing}")
-        if problems:
-            raise PyDNetError(f"{self.path!r} is not the PyDNet++ TFLite model: " + "; ".join(problems)
-                              + ". " + _how_to_give_file())
+        _check_tensors(self.path, [(tuple(int(v) for v in d["shape"]), d["dtype"].__name__) for d in inputs], outputs)
         self._in = inputs[0]["index"]
         self._out = outputs[PYDNET_OUTPUTS[scale]]["index"]
 
@@ -190,7 +208,8 @@ class PyDNetDepth(DepthEstimator):
 
     Each image goes through `PyDNetTFLite.depth` inside ``tf.numpy_function``: usable in
     tf.data and in a training step, but NOT differentiable (stop-gradient), so it gives the d0
-    of rehazy generation and cached clean-photo depth, never the depth-consistency loss.
+    of rehazy generation and cached clean-photo depth, never the depth-consistency loss (that
+    is `PyDNetGraphDepth`).
 
     Args:
         path, scale, output, threads: see `PyDNetTFLite`.
@@ -221,6 +240,61 @@ class PyDNetDepth(DepthEstimator):
         return self.runner.describe()
 
 
+class PyDNetGraphDepth(DepthEstimator):
+    """PyDNet++ replayed with TensorFlow ops: a DIFFERENTIABLE `DepthEstimator` (needs TensorFlow).
+
+    The batch is resized to 448 x 640 (bilinear, antialiased when shrinking, as the LiteRT
+    runner's INTER_AREA), run through the replayed file (`keras_dehaze.depth.tflite_graph`), and
+    the chosen output is resized back (bilinear) and normalised per image between its 1st and
+    99th percentiles like `PyDNetTFLite.depth` (min-max would squash the map: a few pixels of
+    the raw output are ~10x the rest). Float activations: see the module docstring for how
+    far this is from LiteRT's int8-rounded ones.
+
+    Args:
+        path, scale, output: see `PyDNetTFLite` ("disparity" flips the sign before normalising).
+
+    Raises:
+        PyDNetError: missing file or not the PyDNet++ model (checked as `PyDNetTFLite` does).
+
+    Example:
+        >>> depth = PyDNetGraphDepth("/weights/pydnet_plus_plus.tflite")(images)  # doctest: +SKIP
+    """
+
+    name = "pydnet++ (TF replay)"
+    differentiable = True
+    haze_invariant = True  # a learned scene depth, not a haze measure
+    normalize = "percentile"
+
+    def __init__(self, path=None, scale="half", output="depth"):
+        from keras_dehaze.depth.tflite_graph import TFLiteGraph
+        from keras_dehaze.edge.flatbuffer import load_model_info
+
+        _check_choices(scale, output)
+        self.path = resolve_pydnet(path)
+        self.scale, self.output = scale, output
+        try:
+            info = load_model_info(self.path)
+        except Exception as err:
+            raise PyDNetError(f"could not load {self.path!r} as a TFLite model ({type(err).__name__}: {err}). "
+                              + _how_to_give_file()) from err
+        _check_tensors(self.path, [(t.shape, t.dtype) for t in info.inputs], [t.name for t in info.outputs])
+        self.graph = TFLiteGraph(self.path)
+        self._out = self.graph.output_names.index(PYDNET_OUTPUTS[scale])
+
+    def predict(self, images):
+        from keras_dehaze.backend import tf
+
+        x = tf.image.resize(images, PYDNET_INPUT_HW, method="bilinear", antialias=True)
+        y = self.graph(tf.clip_by_value(x, 0.0, 1.0))[self._out]
+        if self.output == "disparity":
+            y = -y
+        return tf.image.resize(y, tf.shape(images)[1:3], method="bilinear")
+
+    def describe(self):
+        return (f"PyDNet++ TFLite {self.path} replayed in TensorFlow ops ({self.scale} output read as "
+                f"{self.output}, {PYDNET_INPUT_HW[0]}x{PYDNET_INPUT_HW[1]} input); differentiable")
+
+
 __all__ = [
     "OUTPUT_KINDS",
     "PYDNET_ENV",
@@ -228,6 +302,7 @@ __all__ = [
     "PYDNET_INPUT_HW",
     "PYDNET_OUTPUTS",
     "PyDNetError",
+    "PyDNetGraphDepth",
     "PyDNetTFLite",
     "is_pydnet_file",
     "normalize_relative",

@@ -23,6 +23,7 @@ Usage::
     for op in info.ops:        # main-subgraph operators in execution order
         print(op.name, op.version, op.input_shapes, op.inputs_constant)
     info.inputs[0].shape_signature   # -1 marks a dynamic dimension
+    load_model_info("model.tflite", max_const_elements=None)  # every constant's values (weights too)
 
 Also a tiny CLI: ``python -m keras_dehaze.edge.flatbuffer model.tflite`` prints the model summary.
 """
@@ -49,7 +50,7 @@ __all__ = [
 ]
 
 _SCHEMA_FILE = "schema_py_generated.py"
-# Only constants this small keep their values (axes, paddings, strides, shapes ...).
+# By default only constants this small keep their values (axes, paddings, strides, shapes ...).
 _MAX_CONST_VALUE_ELEMENTS = 64
 
 _schema_module = None
@@ -152,6 +153,10 @@ class TensorInfo:
     quantized: bool  # quantization parameters (scale) present
     is_variable: bool = False
     const_value: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # real = scale * (q - zero_point), per channel along quant_dimension when len(scale) > 1
+    quant_scale: np.ndarray | None = field(default=None, compare=False, repr=False)
+    quant_zero_point: np.ndarray | None = field(default=None, compare=False, repr=False)
+    quant_dimension: int = 0
 
     @property
     def rank(self) -> int:
@@ -321,7 +326,7 @@ def _buffer_nonempty(buf) -> bool:
     return getattr(buf, "offset", 0) > 1 and getattr(buf, "size", 0) > 0
 
 
-def _const_value(buf, dtype: str, shape: tuple[int, ...]):
+def _const_value(buf, dtype: str, shape: tuple[int, ...], max_elements: int | None):
     data = getattr(buf, "data", None)
     np_dtype = _NP_DTYPES.get(dtype)
     if data is None or np_dtype is None or len(data) == 0:
@@ -329,7 +334,7 @@ def _const_value(buf, dtype: str, shape: tuple[int, ...]):
     n = 1
     for d in shape:
         n *= d
-    if n > _MAX_CONST_VALUE_ELEMENTS:
+    if max_elements is not None and n > max_elements:
         return None
     raw = np.asarray(data, dtype=np.uint8).tobytes()
     itemsize = np.dtype(np_dtype).itemsize
@@ -340,7 +345,11 @@ def _const_value(buf, dtype: str, shape: tuple[int, ...]):
     return arr
 
 
-def _model_info_from_object(model, path: str | None, s) -> ModelInfo:
+def _quant_array(values, dtype):
+    return None if values is None or len(values) == 0 else np.asarray(values, dtype)
+
+
+def _model_info_from_object(model, path: str | None, s, max_const_elements: int | None) -> ModelInfo:
     type_names = _enum_names(s.TensorType)
     op_names = _enum_names(s.BuiltinOperator)
     opt_names = _enum_names(s.BuiltinOptions)
@@ -381,7 +390,10 @@ def _model_info_from_object(model, path: str | None, s) -> ModelInfo:
                     is_constant=bool(is_const),
                     quantized=bool(quantized),
                     is_variable=bool(getattr(t, "isVariable", False)),
-                    const_value=_const_value(buf, dtype, shape) if is_const else None,
+                    const_value=_const_value(buf, dtype, shape, max_const_elements) if is_const else None,
+                    quant_scale=_quant_array(q.scale, np.float32) if quantized else None,
+                    quant_zero_point=_quant_array(q.zeroPoint, np.int64) if quantized else None,
+                    quant_dimension=int(q.quantizedDimension or 0) if quantized else 0,
                 )
             )
         ops = []
@@ -421,8 +433,12 @@ def _model_info_from_object(model, path: str | None, s) -> ModelInfo:
     )
 
 
-def load_model_info(path_or_bytes) -> ModelInfo:
-    """Parse a .tflite file (path, bytes or bytearray) into a :class:`ModelInfo`."""
+def load_model_info(path_or_bytes, max_const_elements: int | None = _MAX_CONST_VALUE_ELEMENTS) -> ModelInfo:
+    """Parse a .tflite file (path, bytes or bytearray) into a :class:`ModelInfo`.
+
+    Constant tensors keep their values (``TensorInfo.const_value``) up to `max_const_elements`
+    elements (None: all of them, e.g. to rebuild the network from its weights).
+    """
     s = schema()
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         buf, path = bytearray(path_or_bytes), None
@@ -433,7 +449,7 @@ def load_model_info(path_or_bytes) -> ModelInfo:
     if len(buf) < 8 or bytes(buf[4:8]) != b"TFL3":
         raise ValueError(f"{path or '<bytes>'}: not a TFLite flatbuffer (file identifier != 'TFL3')")
     model = s.ModelT.InitFromPackedBuf(buf, 0)
-    return _model_info_from_object(model, path, s)
+    return _model_info_from_object(model, path, s, max_const_elements)
 
 
 def _main(argv=None) -> int:

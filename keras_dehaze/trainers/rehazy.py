@@ -67,8 +67,8 @@ class RehazyTrainer(PairedTrainer):
     Args:
         dehazer: a ``keras.Model`` mapping hazy RGB in [0, 1] to one image or [J, J/2, J/4].
         depth_estimator: D of the depth-consistency loss; None switches the term OFF. Must be
-            differentiable (a TFLite network such as PyDNet++ is not: give it as
-            `rehazy_depth`, where no gradient is needed).
+            differentiable (a network run by LiteRT, e.g. `PyDNetDepth`, is not: give it as
+            `rehazy_depth`, where no gradient is needed; `PyDNetGraphDepth` is).
         semantic_encoder: S of the semantic loss (`keras_dehaze.losses.semantic`); None: OFF.
         rehazy_depth: estimator of d0 for rehazy generation; None: `depth_estimator` if given,
             else the DCP prior.
@@ -176,14 +176,16 @@ class RehazyTrainer(PairedTrainer):
     def hazy_losses(self, hazy, training=True):
         """Per-example (L_cons, L_depth, L_sem) of the hazy branch."""
         n = tf.shape(hazy)[0]
-        rehazed = self.make_rehazy(hazy)[0]
+        rehazed, _, d0, _ = self.make_rehazy(hazy)
         outputs = as_outputs(self.dehazer(tf.concat([hazy, rehazed], 0), training=training))
         j0, jr = [o[:n] for o in outputs], [o[n:] for o in outputs]
         cons = multiscale_pair_l1(j0, jr)
         restored = tf.clip_by_value(outputs[0], 0.0, 1.0)  # [J0; Jr], full resolution
         depth = tf.zeros_like(cons)
         if self.depth_estimator is not None:
-            target = tf.stop_gradient(self.depth_estimator(hazy))
+            # D(I0) is d0 when one estimator gives both (no gradient either way): one pass less
+            same = self.depth_estimator is self.rehazy_depth
+            target = d0 if same else tf.stop_gradient(self.depth_estimator(hazy))
             pred = self.depth_estimator(restored)
             depth = per_example_l1(pred[:n], target) + per_example_l1(pred[n:], target)
         sem = tf.zeros_like(cons)
@@ -250,14 +252,17 @@ class RehazyTrainer(PairedTrainer):
             )
         model_opts = dict(input_size=tuple(r.depth_input_size) or None, mean=tuple(r.depth_mean) or None,
                           std=tuple(r.depth_std) or None)
-        estimator = build_depth_estimator(r.depth, output=r.depth_output, **model_opts)
+        # PyDNet++ is replayed in TF ops (differentiable) when the depth term may be on; the same
+        # estimator then also gives d0 (stop-gradient there): one network, no LiteRT call in the graph.
+        estimator = build_depth_estimator(r.depth, output=r.depth_output, differentiable=r.depth_loss != "never",
+                                          **model_opts)
         notes, loss_depth = [], None
         if estimator is None:
             notes.append("depth term OFF: rehazy.depth is 'none' (d0 for rehazy generation: DCP prior)")
         elif r.depth_loss == "never":
             notes.append("depth term OFF: rehazy.depth_loss is 'never'")
         elif not estimator.differentiable:
-            # L1(D(J0), D(I0)) needs dD/dJ0; a TFLite network (e.g. PyDNet++) runs outside the graph
+            # L1(D(J0), D(I0)) needs dD/dJ0; a TFLite network run by LiteRT is outside the graph
             # with zero gradient, so the term would be a constant. It still gives d0 (no gradient needed).
             if r.depth_loss == "always":
                 raise ConfigError(f"rehazy.depth_loss=always needs a differentiable depth network, but "

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_dehaze.backend import keras, tf
-from keras_dehaze.config import load_config
+from keras_dehaze.config import ConfigError, load_config
 from keras_dehaze.data import DatasetError, write_image
 from keras_dehaze.depth import DCPPriorDepth, ModelFileDepth, build_depth_estimator, clean_depth_pairs
 from keras_dehaze.losses.semantic import ModelFileSemantic, build_semantic_encoder, semantic_kl
@@ -147,6 +147,20 @@ def test_user_depth_model_from_keras_file_is_used_and_differentiable(tmp_path):
     clean, depth, hazy = _batch(size=16)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=True)
     assert trainer.train_on_batch(((clean, depth), hazy), return_dict=True)["depth"] > 0
+
+
+def test_a_tflite_depth_model_gives_d0_only_and_cannot_force_the_depth_term(tmp_path):
+    inputs = keras.Input((24, 24, 3), batch_size=1)
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same", activation="softplus")(inputs))
+    path = tmp_path / "depth.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    base = ["trainer.name=rehazy", "rehazy.hazy=[real]", "rehazy.semantic=none", f"rehazy.depth={path}"]
+    trainer = RehazyTrainer.from_experiment_config(load_config(overrides=base), AECRNet(filters=4))
+    assert trainer.depth_estimator is None and isinstance(trainer.rehazy_depth, ModelFileDepth)
+    assert "not differentiable (it gives d0 for rehazy generation only)" in trainer.describe()
+    with pytest.raises(ConfigError, match="depth_loss=always needs a differentiable"):
+        RehazyTrainer.from_experiment_config(load_config(overrides=base + ["rehazy.depth_loss=always"]),
+                                             AECRNet(filters=4))
 
 
 def test_depth_and_semantic_terms_off_when_none_and_logged(caplog):
