@@ -61,6 +61,9 @@ class DataConfig:
     # the haze is nearly uniform over the scene (Dense-Haze: a haze machine in a few metres).
     synthetic_depth_scale: tuple = (1.0, 1.0)
     synthetic_noise: float = 0.0  # Gaussian sensor noise, std ~ U(0, this) per hazed image
+    # Folders of clean photos with depth maps (training/prepare_clean_depth.py, e.g. from PyDNet++)
+    # that re-synthesis hazes too, beside the training scenes: clean photos become pairs.
+    synthetic_clean: tuple = ()
     depth_cache: str = ""  # default: <run.out_dir>/depth_cache
 
 

@@ -3,8 +3,9 @@
 Two kinds, used by the trainers' ``load_data`` hook (``keras_dehaze.trainers.base``):
 
 - ``paired_training_data``: the pairs of ``data.train`` (optionally mixed with ASM
-  re-synthesised pairs, ``data.synthetic_fraction``), for the contrastive, colabator and
-  distill strategies;
+  re-synthesised pairs, ``data.synthetic_fraction``, from the training scenes and from the clean
+  photos with depth of ``data.synthetic_clean``), for the contrastive, colabator and distill
+  strategies;
 - ``clean_depth_training_data``: clean images with depth (a strategy section's ``clean``
   folders and the clear images of ``data.train`` pairs) and real hazy images (its ``hazy``
   folders, if it has them), for strategies that synthesise haze themselves (rehazy,
@@ -64,6 +65,9 @@ def paired_training_data(config, strategy):
     )
     if config.data.synthetic_fraction > 0:
         train_ds = mix_with_resynthesis(train_ds, train_pairs, config)
+    elif config.data.synthetic_clean:
+        raise ConfigError("data.synthetic_clean is set but data.synthetic_fraction is 0: no batch would be "
+                          "synthesised from those clean images (set data.synthetic_fraction, e.g. 0.3)")
     val_ds = validation_dataset(val_pairs) if val_pairs else None
     return TrainingData(train_ds, val_ds, steps)
 
@@ -108,11 +112,16 @@ def clean_depth_training_data(config, section):
 def mix_with_resynthesis(train_ds, train_pairs, config):
     """Mixes real pairs with ASM re-synthesised ones (depth from training scenes only)."""
     from keras_dehaze.data.resynthesis import prepare_depth_maps, resynthesized_dataset
+    from keras_dehaze.data.unpaired import find_clean_depth
 
     d = config.data
     cache = d.depth_cache or os.path.join(config.run.out_dir, "depth_cache")
     depth_pairs = prepare_depth_maps(train_pairs, cache)
-    log(f"re-synthesis: {len(depth_pairs)} scene depth maps in {cache}; {d.synthetic_fraction:.0%} of batches "
+    clean = [p for folder in d.synthetic_clean for p in find_clean_depth(folder)]
+    if clean:
+        log(f"re-synthesis also hazes {len(clean)} clean images with depth from {', '.join(d.synthetic_clean)}")
+    depth_pairs += clean
+    log(f"re-synthesis: {len(depth_pairs) - len(clean)} scene depth maps in {cache}; {d.synthetic_fraction:.0%} of batches "
         f"hazed anew with A ~ U{tuple(d.synthetic_airlight)} +- {d.synthetic_airlight_jitter} per channel, "
         f"beta ~ U{tuple(d.synthetic_beta)}, depth offset ~ U{tuple(d.synthetic_depth_offset)}, "
         f"non-uniform strength {d.synthetic_nonuniform}, depth scale ~ U{tuple(d.synthetic_depth_scale)}, "

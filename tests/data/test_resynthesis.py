@@ -123,3 +123,29 @@ def test_resynthesis_noise_is_zero_mean_and_bounded(tmp_path):
     assert abs(residual.mean()) < 0.005
     assert per_image_std.max() < 0.05 * 1.1 and per_image_std.max() > 0.005
     assert len(set(np.round(per_image_std, 4))) > 1  # std drawn per image
+
+
+def test_synthetic_clean_photos_become_training_pairs(tmp_path):
+    """data.synthetic_clean: clean photos with depth maps are hazed beside the training scenes."""
+    from keras_dehaze.backend import tf
+    from keras_dehaze.config import ConfigError, load_config
+    from keras_dehaze.data.training_data import paired_training_data
+
+    rng = np.random.default_rng(4)
+    clear, depth = _scene(rng)
+    write_image(str(tmp_path / "pairs" / "clear" / "1400.png"), clear * 0.5)  # dark training scene
+    t = np.exp(-depth)[..., None]
+    write_image(str(tmp_path / "pairs" / "hazy" / "1400_1.png"), clear * 0.5 * t + 0.9 * (1 - t))
+    write_image(str(tmp_path / "photos" / "bright.png"), np.full((48, 64, 3), 0.95, np.float32))
+    write_image(str(tmp_path / "photos" / "bright_depth.png"), depth, bit_depth=16)
+    overrides = [f"data.train=[{tmp_path / 'pairs'}]", f"data.synthetic_clean=[{tmp_path / 'photos'}]",
+                 "data.crop_size=32", "data.batch_size=1", f"run.out_dir={tmp_path / 'run'}"]
+
+    config = load_config(None, overrides + ["data.synthetic_fraction=1.0"])
+    data = paired_training_data(config, tf.distribute.get_strategy())
+    means = {round(float(np.mean(clear_batch)), 2) for _, (_, clear_batch) in zip(range(12), data.train)}
+    assert 0.95 in means  # the clean photo is drawn...
+    assert any(m < 0.6 for m in means)  # ...beside the training scene
+
+    with pytest.raises(ConfigError, match="synthetic_fraction is 0"):
+        paired_training_data(load_config(None, overrides), tf.distribute.get_strategy())
