@@ -18,6 +18,8 @@ import math
 import cv2
 import numpy as np
 
+from keras_dehaze.tiling import from_unit_float, to_unit_float
+
 # Fit windows of (2 * RADIUS + 1)^2 working-resolution pixels; EPS regularises flat windows
 # (where the hazy input carries no signal the fit falls back to the local mean). Chosen on
 # held-out SOTS and real pairs: docs/deployment.md, "Large photos".
@@ -85,28 +87,6 @@ def _resize_rows(coeff, full_h, full_w, y0, y1):
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-_SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
-
-
-def _unit_float(pixels):
-    out = pixels.astype(np.float32)
-    scale = _SCALES.get(pixels.dtype)
-    if scale is not None:
-        out *= np.float32(1.0 / scale)
-    return out
-
-
-def _from_unit_float(x, dtype):
-    """float32 clipped to [0, 1], or uint8/uint16 pixels ``round(clip(x, 0, 1) * 255)``
-    (``x`` is overwritten)."""
-    np.clip(x, 0.0, 1.0, out=x)
-    dtype = np.dtype(dtype)
-    if dtype in _SCALES:
-        x *= np.float32(_SCALES[dtype])
-        return np.round(x, out=x).astype(dtype)
-    return x
-
-
 def apply_coefficients(image, a, b, dtype=np.float32, progress=None):
     """``a * image + b`` with (a, b) upsampled to the image's size, strip by strip.
 
@@ -122,10 +102,10 @@ def apply_coefficients(image, a, b, dtype=np.float32, progress=None):
     out = np.empty(image.shape, dtype)
     for y0 in range(0, h, STRIP_ROWS):
         y1 = min(h, y0 + STRIP_ROWS)
-        strip = _unit_float(image[y0:y1])
+        strip = to_unit_float(image[y0:y1], copy=True)  # scaled in place below
         strip *= _resize_rows(a, h, w, y0, y1).reshape(strip.shape)
         strip += _resize_rows(b, h, w, y0, y1).reshape(strip.shape)
-        out[y0:y1] = _from_unit_float(strip, dtype)
+        out[y0:y1] = from_unit_float(strip, dtype)
         if progress is not None:
             progress(y1, h)
     return out
@@ -150,8 +130,8 @@ def dehaze_large(image, run, max_pixels, multiple=1, radius=RADIUS, eps=EPS, dty
     h, w = image.shape[:2]
     low_h, low_w = working_size(h, w, max_pixels, multiple)
     if (low_h, low_w) == (h, w):
-        return _from_unit_float(np.asarray(run(_unit_float(np.asarray(image))), np.float32), dtype)
-    small = _unit_float(cv2.resize(image, (low_w, low_h), interpolation=cv2.INTER_AREA))
+        return from_unit_float(np.asarray(run(to_unit_float(image, copy=True)), np.float32), dtype)
+    small = to_unit_float(cv2.resize(image, (low_w, low_h), interpolation=cv2.INTER_AREA))
     dehazed = np.asarray(run(small), np.float32)
     if dehazed.shape != small.shape:
         raise ValueError(f"the model returned shape {dehazed.shape} for an input of {small.shape}")

@@ -60,13 +60,12 @@ def model_names_text():
 def resolve_name(spec):
     """A bundled name or alias -> the bundled name; anything else unchanged."""
     return pretrained.resolve(spec)
-_INT_SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 
 def as_unit_float(image):
     """float32 RGB in [0, 1] from a float image or uint8/uint16 pixels (/ 255, / 65535)."""
     image = np.asarray(image)
-    scale = _INT_SCALES.get(image.dtype)
+    scale = tiling.INTEGER_SCALES.get(image.dtype)
     if scale is None:
         return np.asarray(image, np.float32)
     out = image.astype(np.float32)
@@ -80,9 +79,9 @@ def to_dtype(image, dtype=np.float32):
     dtype = np.dtype(dtype)
     if dtype == np.float32:
         return np.clip(image, 0.0, 1.0).astype(np.float32, copy=False)
-    if dtype not in _INT_SCALES:
+    if dtype not in tiling.INTEGER_SCALES:
         raise ValueError(f"dtype must be float32, uint8 or uint16, got {dtype}")
-    return np.round(np.clip(image, 0.0, 1.0).astype(np.float32) * _INT_SCALES[dtype]).astype(dtype)
+    return np.round(np.clip(image, 0.0, 1.0).astype(np.float32) * tiling.INTEGER_SCALES[dtype]).astype(dtype)
 
 
 class ModelLoadError(ValueError):

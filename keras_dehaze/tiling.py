@@ -42,6 +42,9 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "INTEGER_SCALES",
+    "from_unit_float",
+    "to_unit_float",
     "pad_to_size",
     "pad_to_multiple",
     "crop_to_size",
@@ -68,7 +71,8 @@ def _as_pair(value, name):
 
 # Integer images are accepted as they come from a decoder and scaled to [0, 1] tile by tile,
 # so a huge 8-bit photo never needs a full-size float32 copy of the input.
-_INTEGER_SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+# Pixel scale of integer images (uint8 / uint16 <-> float in [0, 1]); shared by every dehazer.
+INTEGER_SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 
 def _check_image(image):
@@ -76,20 +80,33 @@ def _check_image(image):
     if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1 or image.shape[2] < 1:
         raise ValueError(f"expected an image of shape (H, W, C) with H, W, C >= 1, "
                          f"got shape {image.shape}")
-    if not (np.issubdtype(image.dtype, np.floating) or image.dtype in _INTEGER_SCALES):
+    if not (np.issubdtype(image.dtype, np.floating) or image.dtype in INTEGER_SCALES):
         raise TypeError(f"expected a float image (e.g. RGB in [0, 1]) or uint8/uint16, got "
                         f"dtype {image.dtype}")
     return image
 
 
-def _to_float32(array):
-    """float32 copy/view of a (part of an) image; uint8/uint16 scaled to [0, 1]."""
-    scale = _INTEGER_SCALES.get(array.dtype)
+def to_unit_float(array, copy=False):
+    """float32 (part of an) image in [0, 1]: uint8/uint16 pixels scaled (a new array); a float
+    image as it is (a contiguous view when already float32, unless ``copy``)."""
+    array = np.asarray(array)
+    scale = INTEGER_SCALES.get(array.dtype)
     if scale is None:
-        return np.ascontiguousarray(array, dtype=np.float32)
+        return np.array(array, np.float32, order="C") if copy else np.ascontiguousarray(array, np.float32)
     out = array.astype(np.float32)
     out *= np.float32(1.0 / scale)
     return out
+
+
+def from_unit_float(x, dtype):
+    """float32 ``x`` clipped to [0, 1], or uint8/uint16 pixels ``round(clip(x, 0, 1) * scale)``
+    (as ``write_image`` rounds). ``x`` is overwritten: no second full-size float array."""
+    np.clip(x, 0.0, 1.0, out=x)
+    dtype = np.dtype(dtype)
+    if dtype in INTEGER_SCALES:
+        x *= np.float32(INTEGER_SCALES[dtype])
+        return np.round(x, out=x).astype(dtype)
+    return x
 
 
 def _pad_axis(array, axis, pad):
@@ -255,7 +272,7 @@ def dehaze_tiled(image, run_fn, tile, overlap=32, multiple=4, progress=None, out
     """
     image = _check_image(image)
     out_dtype = np.dtype(out_dtype)
-    if out_dtype != np.float32 and out_dtype not in _INTEGER_SCALES:
+    if out_dtype != np.float32 and out_dtype not in INTEGER_SCALES:
         raise ValueError(f"out_dtype must be float32, uint8 or uint16, got {out_dtype}")
     th, tw = _as_pair(tile, "tile")
     mh, mw = _as_pair(multiple, "multiple")
@@ -281,7 +298,7 @@ def dehaze_tiled(image, run_fn, tile, overlap=32, multiple=4, progress=None, out
         y1 = y0 + len(wy)
         for x0, wx in zip(xs, wxs):
             x1 = x0 + len(wx)
-            piece = pad_to_size(_to_float32(image[y0:y1, x0:x1]), (th, tw))
+            piece = pad_to_size(to_unit_float(image[y0:y1, x0:x1]), (th, tw))
             result = _run(run_fn, piece[None], (th, tw))[: y1 - y0, : x1 - x0]
             if out is None:
                 out = np.zeros((h, w, result.shape[-1]), dtype=np.float32)
@@ -304,7 +321,7 @@ def _tiled_to_integer(image, run_fn, tile, ys, wys, xs, wxs, out_dtype, progress
     ``round(clip(float output, 0, 1) * scale)``."""
     th, tw = tile
     h, w = image.shape[:2]
-    scale = _INTEGER_SCALES[out_dtype]
+    scale = INTEGER_SCALES[out_dtype]
     total = len(ys) * len(xs)
     out = band = None
     done = 0
@@ -312,7 +329,7 @@ def _tiled_to_integer(image, run_fn, tile, ys, wys, xs, wxs, out_dtype, progress
         y1 = y0 + len(wy)
         for x0, wx in zip(xs, wxs):
             x1 = x0 + len(wx)
-            piece = pad_to_size(_to_float32(image[y0:y1, x0:x1]), (th, tw))
+            piece = pad_to_size(to_unit_float(image[y0:y1, x0:x1]), (th, tw))
             result = _run(run_fn, piece[None], (th, tw))[: y1 - y0, : x1 - x0]
             if out is None:
                 out = np.empty((h, w, result.shape[-1]), dtype=out_dtype)
@@ -343,6 +360,6 @@ def dehaze_padded(image, run_fn, multiple=4):
     uint8/uint16 scaled to [0, 1]). Returns float32 (H, W, C_out).
     """
     image = _check_image(image)
-    padded, size = pad_to_multiple(_to_float32(image), multiple)
+    padded, size = pad_to_multiple(to_unit_float(image), multiple)
     result = _run(run_fn, np.ascontiguousarray(padded)[None], padded.shape[:2])
     return np.ascontiguousarray(crop_to_size(result, size), dtype=np.float32)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from keras_dehaze import guided_upsampling as gu
+from keras_dehaze.tiling import from_unit_float, to_unit_float
 
 
 def _psnr(a, b):
@@ -106,8 +107,8 @@ class _FakeDehazer:
 
     def __call__(self, image, dtype=np.float32, progress=None):
         self.sizes.append(image.shape[:2])
-        out = np.clip((gu._unit_float(np.asarray(image)) - 0.1) / 0.8, 0, 1)
-        return gu._from_unit_float(out, dtype)
+        out = np.clip((to_unit_float(image, copy=True) - 0.1) / 0.8, 0, 1)
+        return from_unit_float(out, dtype)
 
 
 def test_guided_dehazer_runs_the_network_once_on_the_whole_working_image():

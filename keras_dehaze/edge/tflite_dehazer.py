@@ -422,16 +422,13 @@ class TFLiteDehazer:
                                       multiple=self.multiple, out_dtype=dtype, progress=progress)
         else:
             h, w = image.shape[:2]
-            padded = tiling.pad_to_size(tiling._to_float32(image), size)
+            padded = tiling.pad_to_size(tiling.to_unit_float(image), size)
             out = self.run(np.ascontiguousarray(padded)[None])[0, :h, :w]
             del padded
             if progress is not None:
                 progress(1, 1)
             if dtype != np.float32:
-                scale = 255.0 if dtype == np.uint8 else 65535.0
-                np.clip(out, 0.0, 1.0, out=out)
-                out *= np.float32(scale)
-                return np.round(out, out=out).astype(dtype)
+                return tiling.from_unit_float(out, dtype)
             out = np.ascontiguousarray(out)
         if dtype == np.float32:
             np.clip(out, 0.0, 1.0, out=out)

@@ -11,6 +11,8 @@ import os
 import cv2
 import numpy as np
 
+from keras_dehaze.tiling import INTEGER_SCALES, to_unit_float
+
 
 def _image(image):
     """The image as an HxWxC float32 array (no copy when it already is one)."""
@@ -128,16 +130,6 @@ def dehaze_dcp(image, patch=15, omega=0.95, t0=0.1, radius=60, eps=1e-3, refine=
     return np.clip(clear, 0.0, 1.0).astype(np.float32), t.astype(np.float32), airlight
 
 
-def _strip_float(image, r0, r1):
-    """Rows r0:r1 of an RGB image as float32 in [0, 1] (uint8/uint16 scaled, floats as they are)."""
-    part = np.asarray(image[r0:r1])
-    if part.dtype == np.uint8 or part.dtype == np.uint16:
-        out = part.astype(np.float32)
-        out *= np.float32(1.0 / (255.0 if part.dtype == np.uint8 else 65535.0))
-        return out
-    return np.ascontiguousarray(part, dtype=np.float32)
-
-
 def airlight_from_preview(image, patch, max_pixels=2_000_000):
     """``estimate_airlight`` of the whole image from a copy downscaled (area average) to at most
     ``max_pixels``, with the patch scaled alike: bounded memory for huge photos. Images up to
@@ -145,10 +137,10 @@ def airlight_from_preview(image, patch, max_pixels=2_000_000):
     h, w = image.shape[:2]
     scale = min(1.0, (max_pixels / float(h * w)) ** 0.5)
     if scale >= 1.0:
-        small = _strip_float(image, 0, h)
+        small = to_unit_float(image)
     else:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        small = _strip_float(cv2.resize(np.ascontiguousarray(image), size, interpolation=cv2.INTER_AREA), 0, size[1])
+        small = to_unit_float(cv2.resize(np.ascontiguousarray(image), size, interpolation=cv2.INTER_AREA))
         patch = max(3, int(round(patch * scale)) | 1)
     return estimate_airlight(small, dark_channel(small, patch))
 
@@ -171,8 +163,7 @@ def dehaze_dcp_strips(image, patch=15, omega=0.95, t0=0.1, radius=60, eps=1e-3, 
     if image.ndim != 3:
         raise ValueError(f"expected an HxWxC image, got shape {image.shape}")
     out_dtype = np.dtype(out_dtype)
-    scales = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
-    if out_dtype != np.float32 and out_dtype not in scales:
+    if out_dtype != np.float32 and out_dtype not in INTEGER_SCALES:
         raise ValueError(f"out_dtype must be float32, uint8 or uint16, got {out_dtype}")
     h, w = image.shape[:2]
     patch, radius = _window_sizes(image.shape, patch, radius)
@@ -184,7 +175,7 @@ def dehaze_dcp_strips(image, patch=15, omega=0.95, t0=0.1, radius=60, eps=1e-3, 
     for i, r0 in enumerate(starts):
         r1 = min(h, r0 + rows)
         a0, a1 = max(0, r0 - margin), min(h, r1 + margin)
-        part = _strip_float(image, a0, a1)
+        part = to_unit_float(image[a0:a1])
         t = estimate_transmission(part, airlight, omega, patch)
         if refine:
             # The guided filter's radius is capped by the image size in dehaze_dcp; same cap here.
@@ -196,7 +187,7 @@ def dehaze_dcp_strips(image, patch=15, omega=0.95, t0=0.1, radius=60, eps=1e-3, 
         if out_dtype == np.float32:
             out[r0:r1] = clear
         else:
-            clear *= np.float32(scales[out_dtype])
+            clear *= np.float32(INTEGER_SCALES[out_dtype])
             out[r0:r1] = np.round(clear)
         del part, t, clear
         if progress is not None:
